@@ -1,0 +1,4 @@
+"""Metric definitions, specifications, units and the compute -> select -> aggregate engine.
+
+This package is the pure core: it imports no Butler, database, web or GUI code.
+"""
