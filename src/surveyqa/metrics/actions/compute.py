@@ -1,0 +1,100 @@
+"""Compute actions: per-row values derived from a table, vectorized over all rows.
+
+Repeatability metrics need per-object context on each source row (how many visits the object
+has, its mean magnitude, its median S/N); these helpers compute per-object statistics with one
+group-by and broadcast them back to the rows, so per-row values are kept for every source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from surveyqa.metrics.actions.groups import broadcast, factorize_keys, group_count, group_mean, group_percentile  # noqa: F401
+from surveyqa.metrics.columns import Frame
+
+__all__ = ["object_codes", "object_rows", "per_object_mean", "per_object_median", "per_object_count", "repeat_deviation"]
+
+
+def object_codes(frame: Frame) -> tuple[np.ndarray, int]:
+    """Dense code per row for its object: ``obj_id`` (and ``band`` when the table has one).
+
+    Objects are per band: the same star seen in r and i is two repeatability objects.
+    """
+    keys = [frame.get("obj_id")]
+    if frame.can_resolve("band"):
+        keys.append(frame.get("band"))
+    codes, uniques = factorize_keys(keys)
+    return codes, len(uniques[0]) if uniques else 0
+
+
+def per_object_count(codes: np.ndarray, n_obj: int, values: np.ndarray) -> np.ndarray:
+    """Finite values per object, broadcast to rows."""
+    return broadcast(group_count(codes, n_obj, weights=np.isfinite(values).astype(float)), codes).astype(np.int64)
+
+
+def per_object_mean(codes: np.ndarray, n_obj: int, values: np.ndarray) -> np.ndarray:
+    """Mean of the finite values of each object, broadcast to rows."""
+    return broadcast(group_mean(codes, values, n_obj)[0], codes)
+
+
+def per_object_median(codes: np.ndarray, n_obj: int, values: np.ndarray) -> np.ndarray:
+    """Median of the finite values of each object, broadcast to rows."""
+    return broadcast(group_percentile(codes, values, n_obj, 50.0)[0], codes)
+
+
+def repeat_deviation(codes: np.ndarray, n_obj: int, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Deviation of each measurement from its object's mean, scaled to an unbiased per-row sigma.
+
+    For an object with n finite measurements, sum((x - mean)^2) has expectation (n - 1) sigma^2;
+    multiplying each deviation by sqrt(n / (n - 1)) makes the mean of the squared scaled deviations
+    an unbiased estimate of sigma^2, so the rms over any set of rows (a visit, a detector, a tract)
+    estimates the single-measurement scatter sigma. Objects with one measurement give NaN.
+
+    Returns
+    -------
+    scaled : numpy.ndarray
+        Scaled deviation per row (same unit as values).
+    n : numpy.ndarray
+        Finite measurements of the row's object.
+    """
+    n = per_object_count(codes, n_obj, values)
+    mean = per_object_mean(codes, n_obj, values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(n > 1, np.sqrt(n / np.maximum(n - 1, 1)), np.nan)
+    return (values - mean) * scale, n
+
+
+def object_rows(frame: Frame, keys: Mapping[str, np.ndarray], values: np.ndarray
+                ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+    """One row per object: id, band, finite count, mean and sample std (ddof=1) of ``values``.
+
+    The group_by keys of each object are those of its first source (objects are matched within
+    a tract and a band, so tract and band are constant over an object).
+
+    Returns
+    -------
+    rows : dict of str -> numpy.ndarray
+        ``obj_id``, ``band`` (if any), ``n_visits``, ``mean``, ``std`` and the group_by keys.
+    codes : numpy.ndarray
+        Object code of each source row.
+    n_obj : int
+        Number of objects.
+    """
+    codes, n_obj = object_codes(frame)
+    ok = np.isfinite(values)
+    n = group_count(codes[ok], n_obj).astype(np.int64)
+    mean = group_mean(codes, values, n_obj)[0]
+    dev2 = (values - mean[codes]) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.sqrt(group_count(codes[ok], n_obj, weights=dev2[ok]) / (n - 1))
+    std[n < 2] = np.nan
+    first = np.zeros(n_obj, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    rows = {"obj_id": np.asarray(frame.get("obj_id"))[first], "n_visits": n, "mean": mean, "std": std}
+    if frame.can_resolve("band"):
+        rows["band"] = np.asarray(frame.get("band"))[first]
+    for k, arr in keys.items():
+        rows.setdefault(k, np.asarray(arr)[first])
+    return rows, codes, n_obj

@@ -1,0 +1,383 @@
+"""Logical column names, the mapping onto a table's real columns, and unit-aware reading.
+
+A metric names the *logical* columns it needs (``mag``, ``ra``, ``obj_id`` ...). A table may call
+them anything: Rubin's DP1 names are the defaults, other tables (HSC matched catalogs, external
+catalogs) map through a `ColumnMap` (the CLI's ``--columns logical=actual,...``). Values are
+returned as numpy arrays in each logical column's canonical unit, honouring the units the table
+carries (astropy column units, FITS TUNIT, Arrow field metadata), so a catalog with coordinates in
+radians gives the same answer as one in degrees. Some logical columns can be derived when absent:
+magnitudes from nJy fluxes, S/N from flux errors or magnitude errors, ellipticities from second
+moments.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import astropy.units as u
+import numpy as np
+
+from surveyqa.errors import MissingColumnError, SurveyQAError
+
+__all__ = ["LogicalColumn", "LOGICAL_COLUMNS", "ColumnMap", "Frame", "parse_column_map", "to_frame"]
+
+log = logging.getLogger(__name__)
+
+#: 2.5 / ln(10): converts a relative flux error into a magnitude error.
+_MAG_PER_LN = 2.5 / np.log(10.0)
+
+
+@dataclass(frozen=True)
+class LogicalColumn:
+    """A column a metric can ask for, whatever the table calls it.
+
+    Parameters
+    ----------
+    name : str
+        The logical name metrics use.
+    candidates : tuple of str
+        Actual column names tried in order when no mapping is given (DP1 names first).
+    unit : astropy unit or None
+        Canonical unit values are returned in; None for identifiers, labels and flags.
+    description : str
+        What the column holds.
+    derive : tuple of str
+        Logical columns it can be derived from when no candidate is present.
+    """
+
+    name: str
+    candidates: tuple[str, ...]
+    unit: u.UnitBase | None
+    description: str
+    derive: tuple[str, ...] = ()
+
+
+_DL = u.dimensionless_unscaled
+
+LOGICAL_COLUMNS: dict[str, LogicalColumn] = {
+    c.name: c
+    for c in [
+        LogicalColumn("obj_id", ("obj_index", "isolated_star_id", "objectId", "obj_id", "object"), None,
+                      "identifier of the (matched) object a source belongs to"),
+        LogicalColumn("ra", ("coord_ra", "ra"), u.deg, "right ascension"),
+        LogicalColumn("dec", ("coord_dec", "dec"), u.deg, "declination"),
+        LogicalColumn("flux", ("psfFlux",), u.nJy, "PSF flux, calibrated"),
+        LogicalColumn("flux_err", ("psfFluxErr",), u.nJy, "error on the PSF flux"),
+        LogicalColumn("mag", ("psfMag", "mag"), u.mag, "PSF AB magnitude", derive=("flux",)),
+        LogicalColumn("mag_err", ("psfMagErr", "mag_err", "magErr"), u.mag, "error on the PSF magnitude",
+                      derive=("flux", "flux_err")),
+        LogicalColumn("snr", ("snr",), _DL, "signal-to-noise ratio of the PSF flux",
+                      derive=("flux", "flux_err")),
+        LogicalColumn("extendedness", ("extendedness",), _DL, "0 for point sources, 1 for extended"),
+        LogicalColumn("band", ("band",), None, "filter band label (u, g, r, i, z, y)"),
+        LogicalColumn("visit", ("visit",), None, "visit id"),
+        LogicalColumn("detector", ("detector",), None, "detector id"),
+        LogicalColumn("tract", ("tract",), None, "tract id"),
+        LogicalColumn("patch", ("patch",), None, "patch id"),
+        LogicalColumn("ixx", ("ixx",), u.pix**2, "source second moment xx"),
+        LogicalColumn("iyy", ("iyy",), u.pix**2, "source second moment yy"),
+        LogicalColumn("ixy", ("ixy",), u.pix**2, "source second moment xy"),
+        LogicalColumn("ixx_psf", ("ixxPSF",), u.pix**2, "PSF model second moment xx"),
+        LogicalColumn("iyy_psf", ("iyyPSF",), u.pix**2, "PSF model second moment yy"),
+        LogicalColumn("ixy_psf", ("ixyPSF",), u.pix**2, "PSF model second moment xy"),
+        LogicalColumn("e1", ("e1",), _DL, "source ellipticity e1 = (ixx-iyy)/(ixx+iyy)",
+                      derive=("ixx", "iyy")),
+        LogicalColumn("e2", ("e2",), _DL, "source ellipticity e2 = 2 ixy/(ixx+iyy)",
+                      derive=("ixx", "iyy", "ixy")),
+        LogicalColumn("psf_e1", ("psf_e1",), _DL, "PSF model ellipticity e1", derive=("ixx_psf", "iyy_psf")),
+        LogicalColumn("psf_e2", ("psf_e2",), _DL, "PSF model ellipticity e2",
+                      derive=("ixx_psf", "iyy_psf", "ixy_psf")),
+        LogicalColumn("flag", ("psfFlux_flag",), None,
+                      "True where a source is flagged bad; map several with '|' (OR)"),
+    ]
+}
+
+
+def _derive_mag(f: Frame) -> np.ndarray:
+    flux = f.get("flux")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (flux * u.nJy).to_value(u.ABmag)
+
+
+def _derive_mag_err(f: Frame) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _MAG_PER_LN * f.get("flux_err") / f.get("flux")
+
+
+def _derive_snr(f: Frame) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if f.can_resolve("flux") and f.can_resolve("flux_err"):
+            return f.get("flux") / f.get("flux_err")
+        return _MAG_PER_LN / f.get("mag_err")
+
+
+def _ellipticity(xx: np.ndarray, yy: np.ndarray, xy: np.ndarray | None, which: int) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (xx - yy) / (xx + yy) if which == 1 else 2.0 * xy / (xx + yy)
+
+
+_DERIVATIONS: dict[str, Callable[["Frame"], np.ndarray]] = {
+    "mag": _derive_mag,
+    "mag_err": _derive_mag_err,
+    "snr": _derive_snr,
+    "e1": lambda f: _ellipticity(f.get("ixx"), f.get("iyy"), None, 1),
+    "e2": lambda f: _ellipticity(f.get("ixx"), f.get("iyy"), f.get("ixy"), 2),
+    "psf_e1": lambda f: _ellipticity(f.get("ixx_psf"), f.get("iyy_psf"), None, 1),
+    "psf_e2": lambda f: _ellipticity(f.get("ixx_psf"), f.get("iyy_psf"), f.get("ixy_psf"), 2),
+}
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Logical name -> actual column name(s) of one table (``flag`` may OR several with ``|``)."""
+
+    mapping: Mapping[str, str] = field(default_factory=dict)
+
+    def actual_names(self, logical: str) -> tuple[str, ...] | None:
+        """The user-mapped actual names for a logical column, or None when not mapped."""
+        value = self.mapping.get(logical)
+        return None if value is None else tuple(v.strip() for v in value.split("|") if v.strip())
+
+
+def parse_column_map(text: str | Mapping[str, str] | None) -> ColumnMap:
+    """Parse ``'mag=base_PsfFlux_mag,ra=coord_ra'`` (the CLI's ``--columns``) into a `ColumnMap`.
+
+    Raises
+    ------
+    SurveyQAError
+        On an entry without ``=`` or an unknown logical name, listing the known ones.
+    """
+    if text is None:
+        return ColumnMap({})
+    if isinstance(text, Mapping):
+        items = dict(text)
+    else:
+        items = {}
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            if "=" not in part:
+                raise SurveyQAError(
+                    f"bad column mapping entry {part!r}", "write it as logical=actual, e.g. mag=base_PsfFlux_mag"
+                )
+            key, value = (s.strip() for s in part.split("=", 1))
+            items[key] = value
+    unknown = sorted(set(items) - set(LOGICAL_COLUMNS))
+    if unknown:
+        raise SurveyQAError(
+            f"unknown logical column(s) {', '.join(unknown)} in the column mapping",
+            f"known logical columns: {', '.join(LOGICAL_COLUMNS)}",
+        )
+    return ColumnMap(items)
+
+
+def _unit_of(value: object) -> u.UnitBase | None:
+    if value is None or value == "" or value == b"":
+        return None
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, u.UnitBase):
+        return value
+    try:
+        return u.Unit(value, parse_strict="silent")
+    except (ValueError, TypeError):
+        return None
+
+
+class Frame:
+    """A table seen through logical column names: numpy arrays in canonical units, cached.
+
+    Build one with `to_frame`. Raw columns keep their table names; `get` resolves a logical name
+    (mapping -> DP1 candidates -> derivation) and converts to the canonical unit.
+
+    Parameters
+    ----------
+    raw : dict of str -> numpy.ndarray
+        The table's columns (1-d).
+    units : dict of str -> astropy unit
+        Units the table declares for its columns (missing: canonical unit assumed).
+    column_map : ColumnMap
+        User mapping of logical to actual names.
+    context : str
+        Who is asking (the metric name), used in error messages.
+    """
+
+    def __init__(self, raw: dict[str, np.ndarray], units: dict[str, u.UnitBase | None],
+                 column_map: ColumnMap | None = None, context: str = ""):
+        self.raw = raw
+        self.units = units
+        self.column_map = column_map or ColumnMap({})
+        self.context = context
+        self._cache: dict[str, np.ndarray] = {}
+        self.n_rows = len(next(iter(raw.values()))) if raw else 0
+
+    # -- resolution ---------------------------------------------------------------------------
+    def _actual(self, logical: str) -> tuple[str, ...] | None:
+        mapped = self.column_map.actual_names(logical)
+        if mapped is not None:
+            return mapped if all(m in self.raw for m in mapped) else None
+        spec = LOGICAL_COLUMNS.get(logical)
+        candidates = spec.candidates if spec else (logical,)
+        for name in candidates:
+            if name in self.raw:
+                return (name,)
+        return None
+
+    def can_resolve(self, logical: str) -> bool:
+        """True if the logical column is in the table (mapped or default name) or derivable."""
+        if logical in self._cache or self._actual(logical) is not None:
+            return True
+        if self.column_map.actual_names(logical) is not None:
+            return False  # the user named a column that is not there: do not silently derive
+        spec = LOGICAL_COLUMNS.get(logical)
+        if spec and spec.derive and logical in _DERIVATIONS:
+            if logical == "snr":
+                return (self.can_resolve("flux") and self.can_resolve("flux_err")) or self.can_resolve("mag_err")
+            return all(self.can_resolve(d) for d in spec.derive)
+        return False
+
+    def get(self, logical: str) -> np.ndarray:
+        """Return a logical column as a numpy array in its canonical unit.
+
+        Raises
+        ------
+        MissingColumnError
+            Naming the metric, the logical column, the table's columns and the ``--columns`` option.
+        """
+        if logical in self._cache:
+            return self._cache[logical]
+        actual = self._actual(logical)
+        spec = LOGICAL_COLUMNS.get(logical)
+        if actual is not None:
+            if logical == "flag":
+                value = np.zeros(self.n_rows, dtype=bool)
+                for name in actual:
+                    value |= np.asarray(self.raw[name]).astype(bool)
+            else:
+                value = self._convert(actual[0], spec)
+        elif self.can_resolve(logical):
+            value = np.asarray(_DERIVATIONS[logical](self), dtype=float)
+        else:
+            raise self.missing(logical)
+        self._cache[logical] = value
+        return value
+
+    def _convert(self, name: str, spec: LogicalColumn | None) -> np.ndarray:
+        value = self.raw[name]
+        if spec is None or spec.unit is None:
+            return value
+        value = np.asarray(value, dtype=float)
+        have = self.units.get(name)
+        if have is None or have == spec.unit:
+            return value
+        if spec.unit == u.mag and have in (u.ABmag, u.mag, u.dimensionless_unscaled):
+            return value
+        try:
+            return (value * have).to_value(spec.unit)
+        except u.UnitConversionError as exc:
+            raise SurveyQAError(
+                f"column {name!r} (logical {spec.name!r}) is in {have}, which does not convert to {spec.unit}",
+                "map another column with --columns, or fix the unit in the table",
+            ) from exc
+
+    def missing(self, logical: str) -> MissingColumnError:
+        """The error for a logical column the table cannot give."""
+        spec = LOGICAL_COLUMNS.get(logical)
+        tried = self.column_map.actual_names(logical) or (spec.candidates if spec else (logical,))
+        have = sorted(self.raw)
+        shown = ", ".join(have[:25]) + (f", ... ({len(have)} columns)" if len(have) > 25 else "")
+        who = f"metric {self.context} needs" if self.context else "needs"
+        derive = f" or columns to derive it from ({', '.join(spec.derive)})" if spec and spec.derive else ""
+        return MissingColumnError(
+            f"{who} column {logical!r} (looked for {', '.join(tried)}{derive}); the table has: {shown}",
+            f"map it with --columns {logical}=ACTUAL_NAME",
+        )
+
+    def require(self, logicals: Iterable[str]) -> None:
+        """Raise `MissingColumnError` for the first logical column that cannot be resolved."""
+        for name in logicals:
+            if not self.can_resolve(name):
+                raise self.missing(name)
+
+
+def _column_arrays(table: object) -> tuple[dict[str, np.ndarray], dict[str, u.UnitBase | None]]:
+    """Numpy arrays and declared units of the 1-d columns of an Arrow, pandas or astropy table."""
+    raw: dict[str, np.ndarray] = {}
+    units: dict[str, u.UnitBase | None] = {}
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        pa = None
+    if pa is not None and isinstance(table, pa.Table):
+        for fld, col in zip(table.schema, table.columns):
+            if pa.types.is_list(fld.type) or pa.types.is_fixed_size_list(fld.type):
+                continue
+            arr = col.to_numpy(zero_copy_only=False)
+            if col.null_count and arr.dtype.kind in "iu":
+                arr = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            raw[fld.name] = arr
+            meta = fld.metadata or {}
+            units[fld.name] = _unit_of(meta.get(b"unit") or meta.get(b"units"))
+        return raw, units
+    try:
+        from astropy.table import Table
+    except ImportError:  # pragma: no cover
+        Table = None
+    if Table is not None and isinstance(table, Table):
+        for name in table.colnames:
+            col = table[name]
+            if col.ndim != 1:
+                continue
+            if hasattr(col, "mask") and np.any(col.mask):
+                arr = col.filled(np.nan) if col.dtype.kind == "f" else np.asarray(col)
+                if col.dtype.kind in "iub":
+                    arr = np.where(col.mask, np.nan, np.asarray(col, dtype=float))
+            else:
+                arr = np.asarray(col)
+            if arr.dtype.byteorder not in ("=", "|"):
+                arr = arr.astype(arr.dtype.newbyteorder("="))
+            raw[name] = arr
+            units[name] = _unit_of(col.unit)
+        return raw, units
+    import pandas as pd
+
+    if isinstance(table, pd.DataFrame):
+        declared = table.attrs.get("units", {}) if isinstance(table.attrs, dict) else {}
+        for name in table.columns:
+            arr = table[name].to_numpy()
+            if arr.dtype == object and table[name].dtype.name not in ("object", "string", "str"):
+                arr = table[name].to_numpy(dtype=float, na_value=np.nan)
+            raw[str(name)] = arr
+            units[str(name)] = _unit_of(declared.get(name))
+        return raw, units
+    if isinstance(table, Mapping):
+        for name, arr in table.items():
+            if isinstance(arr, u.Quantity):
+                raw[name], units[name] = np.asarray(arr.value), arr.unit
+            else:
+                raw[name], units[name] = np.asarray(arr), None
+        return raw, units
+    raise SurveyQAError(
+        f"cannot read a table of type {type(table).__name__}",
+        "pass a pyarrow.Table, pandas.DataFrame, astropy Table or a dict of arrays",
+    )
+
+
+def to_frame(table: object, columns: str | Mapping[str, str] | ColumnMap | None = None,
+             context: str = "") -> Frame:
+    """Wrap a pyarrow / pandas / astropy table (or dict of arrays) as a `Frame`.
+
+    Parameters
+    ----------
+    table : pyarrow.Table, pandas.DataFrame, astropy.table.Table or dict
+        The input. Multi-dimensional columns are ignored.
+    columns : str, mapping or ColumnMap, optional
+        Logical -> actual column mapping (``"mag=base_PsfFlux_mag,ra=coord_ra"``).
+    context : str
+        Name of the metric asking, for error messages.
+    """
+    cmap = columns if isinstance(columns, ColumnMap) else parse_column_map(columns)
+    raw, units = _column_arrays(table)
+    return Frame(raw, units, cmap, context)
