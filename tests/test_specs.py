@@ -233,3 +233,13 @@ def test_specification_validates_its_operator() -> None:
         Specification("p.m.s", "p.m", "~", 1 * u.mmag)
     ne = Specification("p.m.s", "p.m", "!=", 0 * u.dimensionless_unscaled)
     assert ne.check(1) and not ne.check(0)  # a bare number against a dimensionless threshold
+
+
+def test_list_valued_query_matches_a_list_or_array_of_visits() -> None:
+    spec = load_default_registry().spec("validate_drp.PA1.cfht_design_g")
+    assert spec.metadata_query["visits"] == [849375, 850587]
+    metadata = dict(spec.metadata_query)
+    assert spec.applies_to(metadata)
+    assert spec.applies_to({**metadata, "visits": (849375, 850587)})
+    assert not spec.applies_to({**metadata, "visits": [849375]})
+    assert not spec.applies_to({**metadata, "filter_name": "r"})

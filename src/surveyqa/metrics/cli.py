@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
 from surveyqa.errors import SurveyQAError
 from surveyqa.metrics.definitions import EXTRA_FIELDS, MetricDefinition
 from surveyqa.metrics.registry import MetricRegistry, default_roots, load_default_registry, load_registry
 from surveyqa.metrics.specs import Specification
-from surveyqa.metrics.units import unit_to_string
+from surveyqa.metrics.units import parse_unit, unit_to_string
 
 __all__ = ["metrics"]
 
@@ -65,6 +66,7 @@ def metrics(ctx: click.Context, roots: tuple[Path, ...]) -> None:
     Example:
         surveyqa metrics list --tag photometry
         surveyqa metrics show validate_drp.PA1
+        surveyqa metrics check validate_drp.PA1 6.2 --meta instrument=HSC
         surveyqa metrics --root mydefs/ list --package mypackage   # check your own files
     """
     ctx.obj = {"roots": list(roots)}
@@ -133,6 +135,73 @@ def show_metric(ctx: click.Context, name: str, as_json: bool) -> None:
     ]
     for line in _table(rows, ["SPEC", "THRESHOLD", "TAGS", "APPLIES TO"]) if rows else ["  (none)"]:
         click.echo(f"  {line}" if rows else line)
+
+
+@metrics.command("check")
+@click.argument("name")
+@click.argument("value", type=float)
+@click.option("--unit", "-u", "unit", default=None, help="Unit of VALUE (default: the metric's unit), e.g. mag, mas, '%'.")
+@click.option(
+    "--meta",
+    "-m",
+    "meta",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Metadata of the measurement, matched against each spec's metadata_query. Repeatable.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of a table.")
+@click.pass_context
+def check_value(ctx: click.Context, name: str, value: float, unit: str | None, meta: tuple[str, ...], as_json: bool) -> None:
+    """Check a measured VALUE of metric NAME against every specification that applies to it.
+
+    A spec applies when the measurement's metadata (--meta) has every key of the spec's
+    metadata_query with an equal value; specs without a query apply to every measurement.
+    Exit status 0 even when specs fail: this reports, it does not gate.
+
+    \b
+    Example:
+        surveyqa metrics check validate_drp.PA1 6.2 --meta instrument=HSC --meta filter_name=HSC-R
+        surveyqa metrics check AM1 0.012 --unit arcsec --json
+    """
+    registry = _registry(ctx)
+    metric = registry.get(name)
+    metadata: dict[str, str] = {}
+    for item in meta:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise SurveyQAError(f"--meta {item!r} is not KEY=VALUE", "write e.g. --meta instrument=HSC")
+        metadata[key] = _meta_value(val)
+    quantity = value * (parse_unit(unit) if unit is not None else metric.unit)
+    results = registry.evaluate(metric.full_name, quantity, metadata)
+    if as_json:
+        payload = {
+            "metric": metric.full_name,
+            "value": value,
+            "unit": unit_to_string(quantity.unit),
+            "metadata": metadata,
+            "results": [r.to_dict() for r in results],
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    shown = f"{value:g} {unit_to_string(quantity.unit)}".rstrip()
+    rows = [
+        [r.spec, f"{r.operator} {r.threshold.value:g} {unit_to_string(r.threshold.unit)}".rstrip(), "pass" if r.passed else "FAIL"]
+        for r in results
+    ]
+    click.echo(f"{metric.full_name} = {shown}")
+    for line in _table(rows, ["SPEC", "THRESHOLD", "RESULT"]) if rows else []:
+        click.echo(f"  {line}")
+    passed = sum(r.passed for r in results)
+    click.echo(f"{passed} of {len(results)} applicable specifications passed")
+
+
+def _meta_value(text: str) -> Any:
+    """Read a --meta value as YAML would (numbers, lists such as [849375, 850587]); text otherwise."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, list)) and not isinstance(value, bool) else text
 
 
 def _describe(metric: MetricDefinition) -> list[str]:

@@ -111,7 +111,7 @@ class Specification:
         A spec without a query applies to every measurement (lsst.verify's ``MetadataQuery``).
         """
         metadata = metadata or {}
-        return all(key in metadata and metadata[key] == value for key, value in self.metadata_query.items())
+        return all(key in metadata and _equal(metadata[key], value) for key, value in self.metadata_query.items())
 
     def check(self, value: u.Quantity | float) -> bool:
         """Whether ``value <operator> threshold`` holds, after converting ``value`` to the threshold's unit.
@@ -155,6 +155,16 @@ class Specification:
 
 def _file(path: Path | str | None) -> str:
     return f"{path}: " if path else ""
+
+
+def _equal(given: Any, wanted: Any) -> bool:
+    """Equality that also holds for a tuple or array of visits against a YAML list."""
+    if isinstance(given, (list, tuple, np.ndarray)) or isinstance(wanted, (list, tuple)):
+        try:
+            return bool(np.array_equal(np.asarray(given), np.asarray(wanted)))
+        except (TypeError, ValueError):
+            return False
+    return bool(given == wanted)
 
 
 @dataclass
