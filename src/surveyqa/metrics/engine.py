@@ -205,18 +205,17 @@ def measure(metric: Metric, table: object, group_by: Sequence[str] = (),
     sel_rows = {k: np.asarray(v)[usable] for k, v in computed.items() if np.ndim(v) == 1 and len(v) == n_rows}
     agg, n = metric.aggregation(value[usable], codes[usable], n_groups, sel_rows)
     notes: list[str | None] = [None] * n_groups
+    computed_note = computed.pop("_note", None)
     for g in np.flatnonzero(n < metric.min_n):  # loop over (few) failing groups, not rows
-        in_group = codes == g
-        why = metric.selection.explain(_RowView({k: np.asarray(v)[in_group] for k, v in computed.items()
-                                                 if np.ndim(v) == 1 and len(v) == n_rows},
-                                                _SubFrame(frame, in_group) if same_rows else None,
-                                                int(in_group.sum())))
-        computed_note = computed.get("_note")
-        notes[g] = (f"{int(n[g])} selected rows with a finite value, fewer than the {metric.min_n} needed"
-                    + (f" ({computed_note})" if computed_note is not None else "")
-                    + f"; selection {metric.selection.name}: {why}")
+        if computed_note is not None:
+            why = str(computed_note)
+        else:
+            in_group = codes == g
+            sub = {k: np.asarray(v)[in_group] for k, v in computed.items() if np.ndim(v) == 1 and len(v) == n_rows}
+            why = f"selection {metric.selection.name}: " + metric.selection.explain(
+                _RowView(sub, _SubFrame(frame, in_group) if same_rows else None, int(in_group.sum())))
+        notes[g] = f"{int(n[g])} selected rows with a finite value, fewer than the {metric.min_n} needed; {why}"
         agg[g] = np.nan
-    computed.pop("_note", None)
 
     unit = unit_to_string(metric.unit)
     values = {

@@ -97,6 +97,9 @@ class Selection:
         parts = self.parts or (self,)
         out = []
         for p in parts:
+            if not all(rows.can_resolve(c) for c in p.columns) and not p.optional:
+                out.append(f"{p.description}: not evaluated")
+                continue
             if not p.applies(rows):
                 out.append(f"{p.description}: not applied (no {', '.join(p.columns)} column)")
                 continue

@@ -1,0 +1,240 @@
+"""Astrometric repeatability, LPM-17 AM1/AM2/AM3 and AD1/AF1 (AD2/AF2, AD3/AF3), on matched catalogs.
+
+Definition implemented (faro ``astromRms`` / ``calcRmsDistances``, vectorized):
+
+1. Objects (``obj_id``, per band) that pass the selection ``astrometry_stars``: unresolved
+   (mean extendedness < 0.5), median PSF magnitude in [17, 21.5) mag (faro's ``mag_bright_cut``,
+   ``mag_faint_cut``), at least 2 measurements. Each object's position is the mean of its
+   sources' unit vectors.
+2. Pairs of such objects whose mean separation lies in the annulus D ± 1 arcmin (faro's
+   ``width`` = 2 arcmin), D = 5, 20, 200 arcmin for AM1, AM2, AM3; pairs are formed within each
+   group of the group_by keys.
+3. For each pair, the angular distance between the two objects in every visit both were measured
+   in; the pair's value is the sample standard deviation (ddof=1) of those distances, in mas
+   (pairs with fewer than 2 common visits are not selected).
+4. AMx = median over pairs. ADx_<level> = the (100 − AFx spec)th percentile of
+   |rms − median(rms)|; AFx_<level> = the percentage of pairs with |rms − median(rms)| above the
+   ADx spec of that level (validate_drp pairs the specs this way).
+
+Bounded cost: the number of pairs grows as N² for large annuli. At most ``MAX_OBJECTS`` objects
+per group take part (a seeded random sample of the selected objects), and at most ``MAX_PAIRS``
+pairs (a seeded random sample of the pairs found); the values are medians and percentiles over
+pairs, so sampling changes them only by their statistical error. Both caps are reported in the
+per-pair table (``n_objects_used`` of ``n_objects_selected``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import astropy.units as u
+import numpy as np
+from scipy.spatial import cKDTree
+
+from surveyqa.metrics.actions import select as sel
+from surveyqa.metrics.actions.aggregate import Aggregation, median
+from surveyqa.metrics.actions.compute import object_rows
+from surveyqa.metrics.actions.groups import broadcast, factorize_keys, group_count, group_mean, group_percentile
+from surveyqa.metrics.actions.select import Selection
+from surveyqa.metrics.columns import Frame
+from surveyqa.metrics.engine import Metric
+
+__all__ = ["METRICS", "astrometry_stars", "pair_rms_compute", "unit_vectors", "MAX_OBJECTS", "MAX_PAIRS"]
+
+MAG_BRIGHT, MAG_FAINT = 17.0, 21.5
+ANNULUS_WIDTH_ARCMIN = 2.0
+MAX_OBJECTS = 20_000
+MAX_PAIRS = 1_000_000
+MIN_PAIRS = 10
+SEED = 12345
+
+#: (ADx spec in mas, AFx spec in %) by x and level (LPM-17, verify_metrics specs).
+AD_SPEC = {(1, "design"): 20.0, (1, "minimum"): 40.0, (1, "stretch"): 10.0,
+           (2, "design"): 20.0, (2, "minimum"): 40.0, (2, "stretch"): 10.0,
+           (3, "design"): 30.0, (3, "minimum"): 50.0, (3, "stretch"): 20.0}
+AF_SPEC = {(x, lv): {"design": 10.0, "minimum": 20.0, "stretch": 5.0}[lv] for x, lv in AD_SPEC}
+ANNULUS_ARCMIN = {1: 5.0, 2: 20.0, 3: 200.0}
+
+
+def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    """(N, 3) unit vectors on the sphere for positions in degrees."""
+    ra, dec = np.radians(ra_deg), np.radians(dec_deg)
+    cd = np.cos(dec)
+    return np.column_stack([cd * np.cos(ra), cd * np.sin(ra), np.sin(dec)])
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle in radians between rows of unit vectors, accurate at small and large angles."""
+    return np.arctan2(np.linalg.norm(np.cross(a, b), axis=1), np.einsum("ij,ij->i", a, b))
+
+
+def _chord(theta_rad: float) -> float:
+    return 2.0 * np.sin(theta_rad / 2.0)
+
+
+def astrometry_stars(bright: float = MAG_BRIGHT, faint: float = MAG_FAINT) -> Selection:
+    """Unresolved objects with median magnitude in [bright, faint) and at least 2 measurements."""
+    s = (sel.unresolved(column="obj_extendedness") & sel.mag_range(bright, faint, column="obj_mag")
+         & sel.min_count(2, column="n_visits"))
+    return s.named("astrometry_stars", f"astrometric reference stars: {s.description}")
+
+
+class _View:
+    def __init__(self, cols: Mapping[str, np.ndarray], n: int):
+        self.cols, self.n_rows = cols, n
+
+    def can_resolve(self, name: str) -> bool:
+        return name in self.cols
+
+    def get(self, name: str) -> np.ndarray:
+        return self.cols[name]
+
+
+def pair_rms_compute(annulus_arcmin: float, width_arcmin: float = ANNULUS_WIDTH_ARCMIN,
+                     max_objects: int = MAX_OBJECTS, max_pairs: int = MAX_PAIRS, seed: int = SEED):
+    """Compute step of AMx: one row per object pair in the annulus, value = rms distance (mas)."""
+    lo = np.radians((annulus_arcmin - width_arcmin / 2) / 60.0)
+    hi = np.radians((annulus_arcmin + width_arcmin / 2) / 60.0)
+
+    def compute(frame: Frame, keys: Mapping[str, np.ndarray], selection: Selection) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        ra, dec = frame.get("ra"), frame.get("dec")
+        good = np.isfinite(ra) & np.isfinite(dec)
+        if frame.can_resolve("flag"):
+            good &= ~frame.get("flag").astype(bool)
+        xyz = unit_vectors(np.where(good, ra, 0.0), np.where(good, dec, 0.0))
+        mag = np.where(good, frame.get("mag"), np.nan)
+        objs, codes, n_obj = object_rows(frame, keys, np.where(good, 1.0, np.nan))
+        objs["obj_mag"] = group_percentile(codes, mag, n_obj, 50.0)[0]
+        objs["obj_extendedness"] = group_mean(codes, np.asarray(frame.get("extendedness"), float), n_obj)[0]
+        chosen = selection(_View(objs, n_obj))
+        n_selected = int(chosen.sum())
+        # object positions: normalised mean unit vector of its good sources
+        centre = np.column_stack([group_count(codes[good], n_obj, weights=xyz[good, i]) for i in range(3)])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centre /= np.linalg.norm(centre, axis=1, keepdims=True)
+        gcodes, _ = factorize_keys([objs[k] for k in keys], n_obj)
+        pair_a, pair_b = [], []
+        n_used = 0
+        for g in np.unique(gcodes[chosen]):  # loop over groups (tracts, bands), not rows
+            idx = np.flatnonzero(chosen & (gcodes == g))
+            if len(idx) > max_objects:
+                idx = np.sort(rng.choice(idx, max_objects, replace=False))
+            n_used += len(idx)
+            tree = cKDTree(centre[idx])
+            pairs = tree.query_pairs(_chord(hi), output_type="ndarray")
+            if len(pairs):
+                sep = _angle(centre[idx[pairs[:, 0]]], centre[idx[pairs[:, 1]]])
+                pairs = pairs[sep >= lo]
+                pair_a.append(idx[pairs[:, 0]])
+                pair_b.append(idx[pairs[:, 1]])
+        a = np.concatenate(pair_a) if pair_a else np.zeros(0, np.int64)
+        b = np.concatenate(pair_b) if pair_b else np.zeros(0, np.int64)
+        if len(a) > max_pairs:
+            keep = np.sort(rng.choice(len(a), max_pairs, replace=False))
+            a, b = a[keep], b[keep]
+        rms, n_common = _pair_distance_rms(a, b, codes, n_obj, frame.get("visit"), xyz, good)
+        out: dict[str, np.ndarray] = {
+            "obj_id_1": objs["obj_id"][a], "obj_id_2": objs["obj_id"][b],
+            "separation": np.degrees(_angle(centre[a], centre[b])) * 60.0,
+            "n_common_visits": n_common,
+            "value": (rms * u.rad).to_value(u.mas),
+            "selected": n_common >= 2,
+            "n_objects_selected": np.full(len(a), n_selected), "n_objects_used": np.full(len(a), n_used),
+        }
+        for k in keys:
+            out[k] = objs[k][a]
+        if len(a) == 0:
+            out["_note"] = (f"no pairs of selected objects {annulus_arcmin - width_arcmin / 2:g}-"
+                            f"{annulus_arcmin + width_arcmin / 2:g} arcmin apart among {n_selected} objects "
+                            f"({selection.explain(_View(objs, n_obj))})")
+        return out
+
+    return compute
+
+
+def _pair_distance_rms(a: np.ndarray, b: np.ndarray, codes: np.ndarray, n_obj: int, visit: np.ndarray,
+                       xyz: np.ndarray, good: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample std (radians) over common visits of the distance between objects a[i] and b[i]."""
+    if len(a) == 0:
+        return np.zeros(0), np.zeros(0, np.int64)
+    vcode, _ = factorize_keys([np.asarray(visit)])
+    n_v = int(vcode.max()) + 1
+    rows = np.flatnonzero(good)
+    key = codes[rows] * n_v + vcode[rows]
+    order = np.argsort(key, kind="stable")
+    rows, key = rows[order], key[order]
+    # sources of each object, in key order: start offset and count
+    obj_sorted = key // n_v
+    start = np.searchsorted(obj_sorted, np.arange(n_obj))
+    count = np.bincount(obj_sorted, minlength=n_obj)
+    # expand every pair over the sources of its first object
+    reps = count[a]
+    pair = np.repeat(np.arange(len(a)), reps)
+    offset = np.arange(len(pair)) - np.repeat(np.cumsum(reps) - reps, reps)
+    src_a = start[a][pair] + offset
+    want = b[pair] * n_v + (key[src_a] % n_v)
+    pos = np.minimum(np.searchsorted(key, want), len(key) - 1)
+    hit = key[pos] == want
+    pair, ra_rows, rb_rows = pair[hit], rows[src_a[hit]], rows[pos[hit]]
+    dist = _angle(xyz[ra_rows], xyz[rb_rows])
+    n = np.bincount(pair, minlength=len(a))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(pair, weights=dist, minlength=len(a)) / n
+        var = np.bincount(pair, weights=(dist - mean[pair]) ** 2, minlength=len(a)) / (n - 1)
+    var[n < 2] = np.nan
+    return np.sqrt(var), n
+
+
+def _ad_aggregation(percent: float) -> Aggregation:
+    def fn(v, c, g, rows):
+        med, n = group_percentile(c, v, g, 50.0)
+        return group_percentile(c, np.abs(v - broadcast(med, c)), g, 100.0 - percent)[0], n
+    return Aggregation(f"p{100 - percent:g}(|rms-median|)",
+                       f"{100 - percent:g}th percentile of |pair rms - median pair rms|", fn)
+
+
+def _af_aggregation(threshold_mas: float) -> Aggregation:
+    def fn(v, c, g, rows):
+        med, n = group_percentile(c, v, g, 50.0)
+        hit = (np.abs(v - broadcast(med, c)) > threshold_mas).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 100.0 * group_count(c, g, weights=hit) / n, n
+    return Aggregation(f"percent(|rms-median|>{threshold_mas:g}mas)",
+                       f"percentage of pairs with |pair rms - median| > {threshold_mas:g} mas", fn)
+
+
+_REQUIRED = ("obj_id", "ra", "dec", "mag", "extendedness", "visit")
+
+
+def _am(x: int) -> Metric:
+    d = ANNULUS_ARCMIN[x]
+    return Metric(
+        name=f"validate_drp.AM{x}", unit=u.mas, granularity="tract", required_columns=_REQUIRED,
+        compute=pair_rms_compute(d), selection=astrometry_stars(), aggregation=median(),
+        description=f"median over star pairs {d:g} ± 1 arcmin apart of the rms of their distance across visits",
+        min_n=MIN_PAIRS, row_kind="pair",
+    )
+
+
+def _ad(x: int, level: str) -> Metric:
+    af = AF_SPEC[(x, level)]
+    return Metric(
+        name=f"validate_drp.AD{x}_{level}", unit=u.mas, granularity="tract", required_columns=_REQUIRED,
+        compute=pair_rms_compute(ANNULUS_ARCMIN[x]), selection=astrometry_stars(), aggregation=_ad_aggregation(af),
+        description=f"deviation from the median AM{x} pair rms exceeded by {af:g}% of pairs",
+        min_n=MIN_PAIRS, row_kind="pair", aliases=(f"AD{x}",) if level == "design" else (),
+    )
+
+
+def _af(x: int, level: str) -> Metric:
+    ad = AD_SPEC[(x, level)]
+    return Metric(
+        name=f"validate_drp.AF{x}_{level}", unit=u.percent, granularity="tract", required_columns=_REQUIRED,
+        compute=pair_rms_compute(ANNULUS_ARCMIN[x]), selection=astrometry_stars(), aggregation=_af_aggregation(ad),
+        description=f"percentage of AM{x} pairs whose rms deviates from the median by more than {ad:g} mas",
+        min_n=MIN_PAIRS, row_kind="pair", aliases=(f"AF{x}",) if level == "design" else (),
+    )
+
+
+METRICS = ([_am(x) for x in (1, 2, 3)] + [_ad(x, lv) for x, lv in AD_SPEC] + [_af(x, lv) for x, lv in AD_SPEC])
