@@ -1,0 +1,90 @@
+"""Settings of the tracking service: database, links to the dashboard, regression checks, alerts.
+
+Read from a YAML file (``--config``) and/or ``SURVEYQA_TRACK_*`` environment variables; every key
+is listed in docs/tracking.md (a test checks that).
+"""
+
+from __future__ import annotations
+
+import os
+import string
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from surveyqa.errors import SurveyQAError
+from surveyqa.tracking.db import DEFAULT_DB_URL
+
+__all__ = ["TrackingConfig", "load_config", "dashboard_link"]
+
+
+class TrackingConfig(BaseModel):
+    """Every setting of the tracking service, with its default."""
+
+    db: str = Field(DEFAULT_DB_URL, description="SQLAlchemy URL of the tracking database")
+    base_url: str = Field("http://127.0.0.1:8080", description="the service's own URL, used in alert messages")
+    dashboard_url: str = Field("http://127.0.0.1:5006", description="URL of the drill-down dashboard")
+    link_template: str = Field(
+        "{dashboard}/?repo={repo}&collection={collection}&metric={metric}",
+        description="link of every time-series point; fields: dashboard, repo, collection, metric, run_id and data ID keys",
+    )
+    read_requires_token: bool = Field(False, description="require a token for reading too")
+    # regression checks
+    relative_change: float = Field(0.5, gt=0, description="alert when a value moves by more than this fraction of the previous one")
+    stale_after_days: float = Field(7.0, gt=0, description="alert when a series got no value for this long while its dataset got runs")
+    window: int = Field(40, ge=6, le=1000, description="number of latest values the change-point test looks at")
+    min_size: int = Field(3, ge=2, description="points needed on each side of a step before it is confirmed")
+    alpha: float = Field(0.001, gt=0, lt=1, description="significance of the change-point permutation test")
+    permutations: int = Field(999, ge=99, description="permutations per change-point test")
+    statistic: str = Field("meanshift", pattern="^(meanshift|energy)$", description="split statistic: meanshift or energy")
+    screen: float | None = Field(3.0, description="meanshift only: splits with a t statistic below this skip the permutation test")
+    min_step: float = Field(0.0, ge=0, description="ignore confirmed steps smaller than this fraction of the baseline")
+    # alerts
+    srd_packages: list[str] = Field(["validate_drp"], description="metrics of these packages derive from the science requirements")
+    stakeholders: list[str] = Field(default_factory=list, description="e-mail addresses / webhook URLs alerted for every SRD metric")
+    smtp_host: str | None = Field(None, description="SMTP server for e-mail alerts (none: e-mail is not sent)")
+    smtp_port: int = Field(25, description="SMTP port")
+    smtp_sender: str = Field("surveyqa-tracking@localhost", description="From: address of alert e-mails")
+    webhook_timeout: float = Field(10.0, gt=0, description="seconds to wait for a webhook receiver")
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TrackingConfig:
+    """Settings from a YAML file, then ``SURVEYQA_TRACK_<KEY>`` variables, then ``overrides`` (not None)."""
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise SurveyQAError(f"cannot read tracking config {path}: {exc.strerror}", "give an existing YAML file") from exc
+    for name, field in TrackingConfig.model_fields.items():
+        env = os.environ.get(f"SURVEYQA_TRACK_{name.upper()}")
+        if env is not None:
+            data[name] = yaml.safe_load(env) if field.annotation not in (str, str | None) else env
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrackingConfig(**data)
+    except ValidationError as exc:
+        raise SurveyQAError(f"bad tracking config: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", "see docs/tracking.md") from exc
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def dashboard_link(config: TrackingConfig, metric: str, repo: str | None, collection: str | None, run_id: int, data_id: dict[str, Any]) -> str | None:
+    """The drill-down link of one point, or None when the run did not say where its outputs live."""
+    if not repo:
+        return None
+    fields = _Blank({k: urllib.parse.quote(str(v), safe="") for k, v in data_id.items()})
+    fields.update(
+        dashboard=config.dashboard_url.rstrip("/"),
+        repo=urllib.parse.quote(repo, safe=""),
+        collection=urllib.parse.quote(collection or "", safe=""),
+        metric=urllib.parse.quote(metric, safe=""),
+        run_id=str(run_id),
+    )
+    return string.Formatter().vformat(config.link_template, (), fields)

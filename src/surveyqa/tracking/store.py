@@ -1,0 +1,306 @@
+"""Write a normalized run into the tracking database: all of it in one transaction, or nothing.
+
+A run is identified by its key: storing the same key again changes nothing and answers with the
+stored run, also when twenty clients send it at once (the unique key decides; the loser rolls back).
+Values are converted to their metric's unit; an unknown metric or unit refuses the whole run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import astropy.units as u
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from surveyqa.errors import DefinitionError
+from surveyqa.metrics.units import parse_unit, unit_to_string
+from surveyqa.tracking.db import (
+    blob_t,
+    data_id_item_t,
+    data_id_t,
+    metric_t,
+    open_database,
+    package_t,
+    run_t,
+    series_t,
+    spec_t,
+    value_t,
+)
+from surveyqa.tracking.ingest import InvalidSubmission, MetricDef, NormalizedRun
+
+__all__ = ["StoredRun", "TrackingStore", "upsert"]
+
+log = logging.getLogger(__name__)
+_CHUNK = 500
+
+
+@dataclass
+class StoredRun:
+    """What storing a run did: its id, whether it is new, and the series it added a value to."""
+
+    run_id: int
+    created: bool
+    values: int
+    series_ids: list[int] = field(default_factory=list)
+
+
+class _AlreadyStored(Exception):
+    pass
+
+
+def upsert(conn: Connection, table: sa.Table, rows: list[dict], keys: list[str]) -> None:
+    """Insert rows, skipping those whose ``keys`` already exist (race-free on SQLite and PostgreSQL)."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+    for i in range(0, len(rows), _CHUNK):
+        chunk = rows[i : i + _CHUNK]
+        if insert is None:  # pragma: no cover - other databases: check then insert
+            for row in chunk:
+                cond = sa.and_(*(table.c[k] == row[k] for k in keys))
+                if conn.execute(sa.select(sa.literal(1)).where(cond)).first() is None:
+                    conn.execute(table.insert().values(**row))
+        else:
+            conn.execute(insert(table).on_conflict_do_nothing(index_elements=keys), chunk)
+
+
+def _select_in(conn: Connection, cols: list, column: sa.Column, keys: list) -> list:
+    out = []
+    for i in range(0, len(keys), _CHUNK):
+        out.extend(conn.execute(sa.select(*cols).where(column.in_(keys[i : i + _CHUNK]))).all())
+    return out
+
+
+def _unit(text: str | None, what: str) -> u.UnitBase:
+    try:
+        return parse_unit(text)
+    except DefinitionError as exc:
+        raise InvalidSubmission(f"{what}: {exc.message}", exc.hint) from exc
+
+
+class TrackingStore:
+    """The tracking database behind the API, the CLI and the benchmarks.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.engine.Engine
+        An engine on a migrated database (see `surveyqa.tracking.db.open_database`).
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        # SQLite allows one writer; serialize this process's writers instead of failing on "locked".
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    def write_lock(self) -> Any:
+        """A context manager serializing this process's writers on SQLite (a no-op elsewhere)."""
+        return self._write_lock if self._write_lock is not None else contextlib.nullcontext()
+
+    @classmethod
+    def open(cls, url: str) -> TrackingStore:
+        """Connect to ``url``, migrating the schema to the newest version."""
+        return cls(open_database(url))
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def submit(self, run: NormalizedRun) -> StoredRun:
+        """Store ``run`` unless a run with its key exists; raise `InvalidSubmission` on bad input."""
+        for attempt in range(5):
+            try:
+                if self._write_lock is not None:
+                    with self._write_lock:
+                        return self._submit_once(run)
+                return self._submit_once(run)
+            except _AlreadyStored:
+                break
+            except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
+                # A concurrent writer won a unique key or a deadlock was broken: retry once it committed.
+                if attempt == 4:
+                    raise
+                log.info("retrying submission %s after %s", run.key, type(exc.orig).__name__)
+        with self.engine.connect() as conn:
+            run_id = conn.execute(sa.select(run_t.c.id).where(run_t.c.key == run.key)).scalar_one()
+        return StoredRun(run_id, False, 0)
+
+    def _submit_once(self, run: NormalizedRun) -> StoredRun:
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(run_t.c.id).where(run_t.c.key == run.key)).first() is not None:
+                raise _AlreadyStored
+            units = self._ensure_metrics(conn, run)
+            rows = self._convert_values(run, units)
+            self._ensure_specs(conn, run)
+            series_of = self._ensure_series(conn, run)
+            run_id = conn.execute(
+                (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(run_t)
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(run_t.c.id),
+                [self._run_row(run)],
+            ).scalar()
+            if run_id is None:
+                raise _AlreadyStored
+            if run.packages:
+                conn.execute(package_t.insert(), [{**p, "run_id": run_id} for p in _unique_by_name(run.packages)])
+            if run.blobs:
+                conn.execute(blob_t.insert(), [{**b, "run_id": run_id} for b in _unique_by(run.blobs, "identifier")])
+            values = []
+            seen: set[int] = set()
+            for v, value in rows:
+                sid = series_of[(v.metric, _key(v.data_id))]
+                if sid in seen:
+                    raise InvalidSubmission(
+                        f"two values for {v.metric} at data ID {v.data_id} in one run",
+                        "send one value per metric and data ID",
+                    )
+                seen.add(sid)
+                values.append(
+                    {
+                        "run_id": run_id,
+                        "series_id": sid,
+                        "run_time": run.time,
+                        "value": value,
+                        "n": v.n,
+                        "identifier": v.identifier,
+                        "blob_refs": v.blob_refs,
+                        "level": v.level,
+                        "selection": v.selection,
+                        "aggregation": v.aggregation,
+                        "note": v.note,
+                    }
+                )
+            for i in range(0, len(values), 5000):
+                conn.execute(value_t.insert(), values[i : i + 5000])
+        log.info("stored run %s (%s, %d values)", run_id, run.dataset, len(values))
+        return StoredRun(run_id, True, len(values), sorted(seen))
+
+    @staticmethod
+    def _run_row(run: NormalizedRun) -> dict:
+        return {
+            "key": run.key,
+            "format": run.format,
+            "dataset": run.dataset,
+            "pipeline": run.pipeline,
+            "env_name": run.env_name,
+            "ci_id": run.ci_id,
+            "ci_url": run.ci_url,
+            "time": run.time,
+            "submitted": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            "repo": run.repo,
+            "collection": run.collection,
+            "meta": run.meta,
+            "config": run.config,
+            "job_metrics": run.job_metrics,
+            "job_specs": run.job_specs,
+        }
+
+    def _ensure_metrics(self, conn: Connection, run: NormalizedRun) -> dict[str, u.UnitBase]:
+        """Insert new metric definitions; return the stored unit of every metric the run uses."""
+        new = {m.name: m for m in run.metrics}
+        for m in new.values():
+            _unit(m.unit, f"metric {m.name}")
+        names = sorted(set(new) | {v.metric for v in run.values})
+        stored = {r.name: r.unit for r in _select_in(conn, [metric_t.c.name, metric_t.c.unit], metric_t.c.name, names)}
+        for name, m in new.items():
+            if name in stored and not _unit(m.unit, name).is_equivalent(_unit(stored[name], name)):
+                raise InvalidSubmission(
+                    f"metric {name} is stored in {stored[name]!r}, not convertible from {m.unit!r}",
+                    "send the metric in a unit of the same physical type, or rename it",
+                )
+        unknown = sorted({v.metric for v in run.values} - set(stored) - set(new))
+        if unknown:
+            raise InvalidSubmission(
+                f"unknown metric(s): {', '.join(unknown[:10])}",
+                "send the definition in `metrics` (name, unit, description) or use a known metric",
+            )
+        upsert(conn, metric_t, [_metric_row(new[n]) for n in sorted(new) if n not in stored], ["name"])
+        return {n: _unit(stored.get(n, new[n].unit if n in new else ""), n) for n in names}
+
+    @staticmethod
+    def _convert_values(run: NormalizedRun, units: dict[str, u.UnitBase]) -> list:
+        out, factors = [], {}
+        for v in run.values:
+            key = (v.unit, v.metric)
+            if key not in factors:
+                unit = _unit(v.unit, f"value of {v.metric}")
+                try:
+                    factors[key] = unit.to(units[v.metric])
+                except u.UnitConversionError as exc:
+                    raise InvalidSubmission(
+                        f"value of {v.metric} is in {v.unit!r}, which cannot be converted to the metric's unit "
+                        f"{unit_to_string(units[v.metric])!r}",
+                        "send the value in the metric's unit",
+                    ) from exc
+            out.append((v, None if v.value is None else v.value * factors[key]))
+        return out
+
+    @staticmethod
+    def _ensure_specs(conn: Connection, run: NormalizedRun) -> None:
+        rows = []
+        for s in _unique_by(run.specs, "name"):
+            if s.unit is not None:
+                _unit(s.unit, f"spec {s.name}")
+            rows.append({k: getattr(s, k) for k in ("name", "metric", "type", "operator", "threshold", "unit", "metadata_query", "tags")})
+        upsert(conn, spec_t, sorted(rows, key=lambda r: r["name"]), ["name"])
+
+    @staticmethod
+    def _ensure_series(conn: Connection, run: NormalizedRun) -> dict[tuple[str, str], int]:
+        ids = {_key(v.data_id): v.data_id for v in run.values}
+        keys = sorted(ids)
+        for k, d in ids.items():
+            if len(k) > 1000 or any(len(kk) > 50 or len(vv) > 200 for kk, vv in d.items()):
+                raise InvalidSubmission(f"data ID too long: {k[:100]}...", "keys up to 50 characters, values up to 200")
+        upsert(conn, data_id_t, [{"key": k} for k in keys], ["key"])
+        id_of = {r.key: r.id for r in _select_in(conn, [data_id_t.c.key, data_id_t.c.id], data_id_t.c.key, keys)}
+        items = [{"data_id_id": id_of[k], "key": kk, "value": vv} for k in keys for kk, vv in ids[k].items()]
+        upsert(conn, data_id_item_t, items, ["data_id_id", "key"])
+        metric_names = sorted({v.metric for v in run.values})
+        metric_id = {r.name: r.id for r in _select_in(conn, [metric_t.c.name, metric_t.c.id], metric_t.c.name, metric_names)}
+        pairs = sorted({(v.metric, _key(v.data_id)) for v in run.values})
+        upsert(
+            conn,
+            series_t,
+            [{"metric_id": metric_id[m], "data_id_id": id_of[k], "dataset": run.dataset} for m, k in pairs],
+            ["metric_id", "data_id_id", "dataset"],
+        )
+        found = {}
+        wanted = {(metric_id[m], id_of[k]): (m, k) for m, k in pairs}
+        q = sa.select(series_t.c.id, series_t.c.metric_id, series_t.c.data_id_id).where(series_t.c.dataset == run.dataset)
+        data_ids = sorted({id_of[k] for _, k in pairs})
+        for i in range(0, len(data_ids), _CHUNK):
+            for r in conn.execute(q.where(series_t.c.data_id_id.in_(data_ids[i : i + _CHUNK]))):
+                if (r.metric_id, r.data_id_id) in wanted:
+                    found[wanted[(r.metric_id, r.data_id_id)]] = r.id
+        return found
+
+
+def _key(data_id: dict[str, str]) -> str:
+    return json.dumps(data_id, sort_keys=True, separators=(",", ":"))
+
+
+def _metric_row(m: MetricDef) -> dict:
+    return {
+        "name": m.name,
+        "package": m.package,
+        "unit": unit_to_string(parse_unit(m.unit)),
+        "description": m.description,
+        "tags": m.tags,
+        "reference": m.reference,
+        "higher_is_better": m.higher_is_better,
+    }
+
+
+def _unique_by_name(rows: list[dict]) -> list[dict]:
+    return list({r["name"]: r for r in rows}.values())
+
+
+def _unique_by(items: list, attr: str) -> list:
+    get = (lambda x: x[attr]) if items and isinstance(items[0], dict) else (lambda x: getattr(x, attr))
+    return list({get(x): x for x in items}.values())
