@@ -35,6 +35,10 @@ def _unit(unit: Any) -> str:
     return unit_to_string(unit) or "-"
 
 
+def _threshold(operator: str, threshold: Any) -> str:
+    return f"{operator} {threshold.value:g} {unit_to_string(threshold.unit)}".rstrip()
+
+
 def _query(spec: Specification) -> str:
     return " ".join(f"{k}={v}" for k, v in spec.metadata_query.items()) or "(all measurements)"
 
@@ -129,10 +133,7 @@ def show_metric(ctx: click.Context, name: str, as_json: bool) -> None:
     for line in _describe(metric):
         click.echo(line)
     click.echo(f"specifications ({len(specs)}):")
-    rows = [
-        [s.name, f"{s.operator} {s.threshold.value:g} {unit_to_string(s.threshold.unit)}".rstrip(), ",".join(s.tags), _query(s)]
-        for s in specs
-    ]
+    rows = [[s.name, _threshold(s.operator, s.threshold), ",".join(s.tags), _query(s)] for s in specs]
     for line in _table(rows, ["SPEC", "THRESHOLD", "TAGS", "APPLIES TO"]) if rows else ["  (none)"]:
         click.echo(f"  {line}" if rows else line)
 
@@ -140,7 +141,7 @@ def show_metric(ctx: click.Context, name: str, as_json: bool) -> None:
 @metrics.command("check")
 @click.argument("name")
 @click.argument("value", type=float)
-@click.option("--unit", "-u", "unit", default=None, help="Unit of VALUE (default: the metric's unit), e.g. mag, mas, '%'.")
+@click.option("--unit", "-u", "unit", default=None, help="Unit of VALUE (default: the metric's), e.g. mag, mas, '%'.")
 @click.option(
     "--meta",
     "-m",
@@ -151,7 +152,9 @@ def show_metric(ctx: click.Context, name: str, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of a table.")
 @click.pass_context
-def check_value(ctx: click.Context, name: str, value: float, unit: str | None, meta: tuple[str, ...], as_json: bool) -> None:
+def check_value(
+    ctx: click.Context, name: str, value: float, unit: str | None, meta: tuple[str, ...], as_json: bool
+) -> None:
     """Check a measured VALUE of metric NAME against every specification that applies to it.
 
     A spec applies when the measurement's metadata (--meta) has every key of the spec's
@@ -184,10 +187,7 @@ def check_value(ctx: click.Context, name: str, value: float, unit: str | None, m
         click.echo(json.dumps(payload, indent=2))
         return
     shown = f"{value:g} {unit_to_string(quantity.unit)}".rstrip()
-    rows = [
-        [r.spec, f"{r.operator} {r.threshold.value:g} {unit_to_string(r.threshold.unit)}".rstrip(), "pass" if r.passed else "FAIL"]
-        for r in results
-    ]
+    rows = [[r.spec, _threshold(r.operator, r.threshold), "pass" if r.passed else "FAIL"] for r in results]
     click.echo(f"{metric.full_name} = {shown}")
     for line in _table(rows, ["SPEC", "THRESHOLD", "RESULT"]) if rows else []:
         click.echo(f"  {line}")

@@ -157,6 +157,10 @@ def _file(path: Path | str | None) -> str:
     return f"{path}: " if path else ""
 
 
+def _names(keys: set[Any]) -> str:
+    return ", ".join(sorted(map(str, keys)))
+
+
 def _equal(given: Any, wanted: Any) -> bool:
     """Equality that also holds for a tuple or array of visits against a YAML list."""
     if isinstance(given, (list, tuple, np.ndarray)) or isinstance(wanted, (list, tuple)):
@@ -248,7 +252,7 @@ def _prepare(doc: Any, package: str, yaml_id: str, path: Path, index: int) -> Sp
     sd = SpecDocument(dict(doc), package, yaml_id, path, index)
     unknown = set(doc) - set(_DOC_FIELDS)
     if unknown:
-        raise sd.error(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}", f"a spec has {', '.join(_DOC_FIELDS)}")
+        raise sd.error(f"unknown field(s) {_names(unknown)}", f"a spec has {', '.join(_DOC_FIELDS)}")
     if not sd.is_partial and not isinstance(doc.get("name"), str):
         raise sd.error("no name (a document without id: is a specification and needs name:)")
     threshold = doc.get("threshold", {})
@@ -256,7 +260,7 @@ def _prepare(doc: Any, package: str, yaml_id: str, path: Path, index: int) -> Sp
         raise sd.error(f"threshold must be a mapping of value, unit, operator, not {threshold!r}")
     unknown = set(threshold) - set(_THRESHOLD_FIELDS)
     if unknown:
-        raise sd.error(f"unknown threshold field(s) {', '.join(sorted(map(str, unknown)))}", "a threshold has value, unit, operator")
+        raise sd.error(f"unknown threshold field(s) {_names(unknown)}", "a threshold has value, unit, operator")
     if "operator" in threshold and threshold["operator"] not in OPERATORS:
         raise sd.error(f"unknown operator {threshold['operator']!r}", f"use one of {' '.join(OPERATORS)}")
     if "unit" in threshold:
@@ -276,7 +280,8 @@ def _prepare(doc: Any, package: str, yaml_id: str, path: Path, index: int) -> Sp
             try:
                 sd.bases.append(_partial_name(base, package, yaml_id))
             except ValueError:
-                raise sd.error(f"base {base!r} is not a partial name", "write '#id', 'path#id' or 'package:path#id'") from None
+                hint = "write '#id', 'path#id' or 'package:path#id'"
+                raise sd.error(f"base {base!r} is not a partial name", hint) from None
         else:
             name = _spec_name(base, package)
             if name is None:
@@ -374,7 +379,9 @@ def _build(name: str, doc: dict[str, Any], sd: SpecDocument) -> Specification:
         raise DefinitionError(f"{where}: no threshold", "add threshold: {value: ..., unit: ..., operator: ...}")
     for key in ("value", "unit", "operator"):
         if key not in threshold:
-            raise DefinitionError(f"{where}: threshold has no {key} (not here nor in its bases)", f"add threshold: {key}:")
+            raise DefinitionError(
+                f"{where}: threshold has no {key} (not here nor in its bases)", f"add threshold: {key}:"
+            )
     try:
         value = float(threshold["value"])  # YAML 1.1 reads 1e-6 as a string
     except (TypeError, ValueError):
