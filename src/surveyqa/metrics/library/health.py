@@ -1,0 +1,248 @@
+"""Practical health metrics: counts and densities, empty regions, PSF size, zero points,
+non-finite values, and offsets against a reference catalog.
+
+These are the checks that catch the failures Rubin met in DP0.2 processing (RTN-041): a patch
+with a hole in its coadd, a column NaN for one band, a visit with a bad calibration, a detector
+with a bad astrometric solution. Each is a `Metric` of the engine (compute -> select ->
+aggregate); the QA tasks prepare the tables they read (see docs/pipeline.md):
+
+=====================  =======================================  ==============================
+metric                 table                                    grouped by
+=====================  =======================================  ==============================
+sourceCount            single-visit sources                     visit[, detector]
+sourceDensity          sources + ``detector_area`` (arcmin2)    visit, detector
+objectDensity          coadd objects (``x``, ``y`` in pixels)   tract, patch
+emptyCellFraction      coadd objects                            tract, patch
+psfFwhm                sources (PSF moments, ``pixelScale``)    visit[, detector]
+zeroPoint              ccdVisitTable rows                       visit[, detector]
+zeroPointOffset        ccdVisitTable rows (all visits)          visit
+nanFraction            any table (``column`` becomes a key)     visit or tract[, band], column
+astromOffset           reference matches (``dra``, ``ddec``)    visit, detector
+photRefOffset          reference matches (``dmag``)             visit, detector
+=====================  =======================================  ==============================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import astropy.units as u
+import numpy as np
+
+from surveyqa.metrics.actions import aggregate as agg
+from surveyqa.metrics.actions import select as sel
+from surveyqa.metrics.actions.aggregate import Aggregation
+from surveyqa.metrics.actions.groups import factorize_keys, group_count, group_percentile, group_sum
+from surveyqa.metrics.actions.select import Selection
+from surveyqa.metrics.columns import Frame
+from surveyqa.metrics.engine import Metric
+
+__all__ = ["METRICS", "CELLS_PER_SIDE", "COADD_PIXEL_SCALE", "split_band_column", "cell_counts"]
+
+#: Cells per patch side for the empty-region search (a 4 x 4 grid).
+CELLS_PER_SIDE = 4
+#: Coadd pixel scale (arcsec / pixel) when a table does not say (Rubin and HSC coadds: 0.2).
+COADD_PIXEL_SCALE = 0.2
+BANDS = "ugrizy"
+
+
+def _sum() -> Aggregation:
+    return Aggregation("sum", "sum", lambda v, c, g, r: (group_sum(c, v, g), group_count(c, g)))
+
+
+def _weighted_mean(weight: str) -> Aggregation:
+    def fn(v, c, g, rows):
+        w = np.asarray(rows[weight], dtype=float)
+        n = group_sum(c, w, g)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return group_sum(c, v * w, g) / n, n.astype(np.int64)
+    return Aggregation(f"mean weighted by {weight}", f"mean weighted by {weight}", fn)
+
+
+def _abs_median() -> Aggregation:
+    def fn(v, c, g, rows):
+        m, n = group_percentile(c, v, g, 50.0)
+        return np.abs(m), n
+    return Aggregation("|median|", "absolute value of the median", fn)
+
+
+def _vector_median() -> Aggregation:
+    def fn(v, c, g, rows):
+        mx, n = group_percentile(c, np.asarray(rows["dra"], float), g, 50.0)
+        my, _ = group_percentile(c, np.asarray(rows["ddec"], float), g, 50.0)
+        return np.hypot(mx, my), n
+    return Aggregation("|median vector|", "length of the vector of the medians of the RA and Dec offsets", fn)
+
+
+# -- compute steps ---------------------------------------------------------------------------
+
+def _ones(frame: Frame, keys, selection) -> dict[str, np.ndarray]:
+    return {"value": np.ones(frame.n_rows)}
+
+
+def _inverse_area(frame: Frame, keys, selection) -> dict[str, np.ndarray]:
+    return {"value": 1.0 / frame.get("detector_area")}
+
+
+def _psf_fwhm(frame: Frame, keys, selection) -> dict[str, np.ndarray]:
+    """FWHM (arcsec) of a Gaussian with the PSF model's second moments at each source."""
+    sigma2 = 0.5 * (frame.get("ixx_psf") + frame.get("iyy_psf"))
+    scale = frame.get("pixelScale") if frame.can_resolve("pixelScale") else np.full(frame.n_rows, COADD_PIXEL_SCALE)
+    with np.errstate(invalid="ignore"):
+        return {"value": 2.3548 * np.sqrt(sigma2) * scale}
+
+
+def _zero_point(frame: Frame, keys, selection) -> dict[str, np.ndarray]:
+    return {"value": frame.get("zeroPoint")}
+
+
+def _zero_point_offset(frame: Frame, keys, selection) -> dict[str, np.ndarray]:
+    """|zero point - median of its band over every visit in the table| (mag)."""
+    zp = frame.get("zeroPoint")
+    band = np.asarray(frame.get("band")).astype(str)
+    codes, (uniq,) = factorize_keys([band], frame.n_rows)
+    med, _ = group_percentile(codes, zp, len(uniq), 50.0)
+    return {"value": np.abs(zp - med[codes])}
+
+
+def split_band_column(name: str) -> tuple[str | None, str]:
+    """``'i_psfFlux'`` -> ``('i', 'psfFlux')``; a name without a band prefix -> ``(None, name)``."""
+    if len(name) > 2 and name[1] == "_" and name[0] in BANDS:
+        return name[0], name[2:]
+    return None, name
+
+
+def _nan_fraction(frame: Frame, keys: Mapping[str, np.ndarray], selection) -> dict[str, np.ndarray]:
+    """Per (group, column): percentage of non-finite values of every floating-point column.
+
+    Band-prefixed columns of object tables (``i_psfFlux``) are split into a ``band`` key and the
+    column name (``psfFlux``), so that one band's bad column stands out.
+    """
+    names = [n for n, a in frame.raw.items() if np.asarray(a).dtype.kind == "f"]
+    codes, uniques = factorize_keys(list(keys.values()), frame.n_rows)
+    n_groups = len(uniques[0]) if uniques else 1
+    if not keys:
+        codes = np.zeros(frame.n_rows, dtype=np.int64)
+    n_rows = group_count(codes, n_groups).astype(float)
+    out: dict[str, list] = {k: [] for k in keys}
+    out.update(column=[], band_of_column=[], value=[], n_rows=[])
+    for name in names:
+        bad = group_count(codes, n_groups, weights=~np.isfinite(np.asarray(frame.raw[name], dtype=float)))
+        band, base = split_band_column(name)
+        for k, uniq in zip(keys, uniques):
+            out[k].extend(uniq)
+        out["column"].extend([base] * n_groups)
+        out["band_of_column"].extend([band or ""] * n_groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["value"].extend(100.0 * bad / n_rows)
+        out["n_rows"].extend(n_rows)
+    result = {k: np.asarray(v) for k, v in out.items()}
+    if "band" not in keys:
+        result["band"] = result.pop("band_of_column")
+    else:  # a table that has a band key (sources): keep it
+        result.pop("band_of_column")
+    return result
+
+
+def cell_counts(x: np.ndarray, y: np.ndarray, tract: np.ndarray, patch: np.ndarray,
+                cells: int = CELLS_PER_SIDE) -> dict[str, np.ndarray]:
+    """Objects per cell of a ``cells x cells`` grid spanning each patch's extent in pixels.
+
+    A patch's extent is that of its objects (a processed patch is filled edge to edge), so the
+    grid needs no skymap; a cell with no object inside it is a hole in the coadd.
+
+    Returns
+    -------
+    dict of arrays, one row per (tract, patch, cell): ``tract``, ``patch``, ``cell``, ``count``,
+    ``area_pix`` (cell area, pixel^2).
+    """
+    codes, (ut, up) = factorize_keys([tract, patch], x.size)
+    g = len(ut)
+    order = np.argsort(codes, kind="stable")
+    sc = codes[order]
+    bounds = np.searchsorted(sc, np.arange(g + 1))
+    xmin = np.minimum.reduceat(x[order], bounds[:-1]) if g else np.zeros(0)
+    xmax = np.maximum.reduceat(x[order], bounds[:-1]) if g else np.zeros(0)
+    ymin = np.minimum.reduceat(y[order], bounds[:-1]) if g else np.zeros(0)
+    ymax = np.maximum.reduceat(y[order], bounds[:-1]) if g else np.zeros(0)
+    wx = np.maximum(xmax - xmin, 1e-9) / cells
+    wy = np.maximum(ymax - ymin, 1e-9) / cells
+    cx = np.clip(((x - xmin[codes]) / wx[codes]).astype(np.int64), 0, cells - 1)
+    cy = np.clip(((y - ymin[codes]) / wy[codes]).astype(np.int64), 0, cells - 1)
+    cell_code = codes * cells * cells + cy * cells + cx
+    count = np.bincount(cell_code, minlength=g * cells * cells)
+    return {
+        "tract": np.repeat(ut, cells * cells), "patch": np.repeat(up, cells * cells),
+        "cell": np.tile(np.arange(cells * cells), g), "count": count.astype(np.int64),
+        "area_pix": np.repeat(wx * wy, cells * cells),
+    }
+
+
+def _cells(frame: Frame, keys, selection) -> dict[str, np.ndarray]:
+    c = cell_counts(frame.get("x"), frame.get("y"), np.asarray(frame.get("tract")), np.asarray(frame.get("patch")))
+    scale = COADD_PIXEL_SCALE
+    c["density"] = c["count"] / (c["area_pix"] * (scale / 60.0) ** 2)
+    return c
+
+
+def _empty_cells(frame: Frame, keys, selection) -> dict[str, np.ndarray]:
+    c = _cells(frame, keys, selection)
+    c["value"] = 100.0 * (c["count"] == 0)
+    return c
+
+
+def _object_density(frame: Frame, keys, selection) -> dict[str, np.ndarray]:
+    c = _cells(frame, keys, selection)
+    c["value"] = c["density"]
+    return c
+
+
+def _astrom_offset(frame: Frame, keys, selection) -> dict[str, np.ndarray]:
+    dra, ddec = frame.get("dra"), frame.get("ddec")
+    return {"dra": dra, "ddec": ddec, "value": np.hypot(dra, ddec)}
+
+
+def _phot_offset(frame: Frame, keys, selection) -> dict[str, np.ndarray]:
+    return {"value": frame.get("dmag")}
+
+
+# -- selections ------------------------------------------------------------------------------
+
+def reference_stars() -> Selection:
+    """Matched, unresolved, S/N >= 20, unflagged sources (what a calibration would use)."""
+    s = sel.unresolved() & sel.snr_min(20.0) & sel.not_flagged() & sel.finite("value")
+    return s.named("reference_stars", f"matched reference stars: {s.description}")
+
+
+ALL = sel.everything()
+CT = u.ct
+PER_ARCMIN2 = u.arcmin**-2
+
+METRICS = [
+    Metric("health.sourceCount", CT, "source", (), _ones, ALL, agg.count(),
+           "Number of single-visit sources", higher_is_better=True, min_n=0),
+    Metric("health.sourceDensity", PER_ARCMIN2, "source", ("detector_area",), _inverse_area, ALL, _sum(),
+           "Single-visit sources per square arcminute of detector", higher_is_better=True, min_n=0),
+    Metric("health.objectDensity", PER_ARCMIN2, "patch", ("x", "y", "tract", "patch"), _object_density, ALL,
+           agg.mean(), "Coadd objects per square arcminute (mean over the cells of a patch)",
+           higher_is_better=True, row_kind="cell"),
+    Metric("health.emptyCellFraction", u.percent, "patch", ("x", "y", "tract", "patch"), _empty_cells, ALL,
+           agg.mean(), f"Percentage of the {CELLS_PER_SIDE}x{CELLS_PER_SIDE} cells of a patch with no coadd object "
+           "(a hole in the coadd)", row_kind="cell"),
+    Metric("health.psfFwhm", u.arcsec, "source", ("ixx_psf", "iyy_psf"), _psf_fwhm, sel.finite("value"),
+           agg.median(), "Median FWHM of the PSF model at the sources (from its second moments)"),
+    Metric("health.zeroPoint", u.mag, "detector", ("zeroPoint",), _zero_point, sel.finite("value"), agg.median(),
+           "Photometric zero point of the detector (median over detectors for a visit)", higher_is_better=True),
+    Metric("health.zeroPointOffset", u.mag, "detector", ("zeroPoint", "band"), _zero_point_offset,
+           sel.finite("value"), agg.median(),
+           "|zero point - median zero point of its band over all visits| (a wrong calibration)"),
+    Metric("health.nanFraction", u.percent, "source", (), _nan_fraction, ALL, _weighted_mean("n_rows"),
+           "Percentage of NaN or infinite values in a floating-point column", row_kind="column"),
+    Metric("health.astromOffset", u.mas, "source", ("dra", "ddec", "extendedness", "snr"), _astrom_offset,
+           reference_stars(), _vector_median(),
+           "Offset of source positions from the reference catalog: length of the median (dRA cos Dec, dDec)",
+           min_n=5),
+    Metric("health.photRefOffset", u.mmag, "source", ("dmag", "extendedness", "snr"), _phot_offset,
+           reference_stars(), _abs_median(), "|median of (PSF magnitude - reference magnitude)| of bright stars",
+           min_n=5),
+]
