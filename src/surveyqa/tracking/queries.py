@@ -81,10 +81,10 @@ def _spec_dict(r: Any) -> dict[str, Any]:
 
 def list_metrics(conn: Connection, with_values: bool = True) -> list[dict[str, Any]]:
     """Metrics, with the number of series (metric, data ID, dataset) each has."""
-    q = sa.select(metric_t, sa.func.count(series_t.c.id).label("series")).outerjoin(series_t, series_t.c.metric_id == metric_t.c.id)
-    q = q.group_by(*metric_t.c).order_by(metric_t.c.name)
+    count = sa.select(sa.func.count(series_t.c.id)).where(series_t.c.metric_id == metric_t.c.id).scalar_subquery()
+    q = sa.select(metric_t, count.label("series")).order_by(metric_t.c.name)
     if with_values:
-        q = q.having(sa.func.count(series_t.c.id) > 0)
+        q = q.where(count > 0)
     return [{**_metric_dict(r), "series": r.series} for r in conn.execute(q)]
 
 
