@@ -25,6 +25,9 @@ __all__ = ["LogicalColumn", "LOGICAL_COLUMNS", "ColumnMap", "Frame", "parse_colu
 
 log = logging.getLogger(__name__)
 
+#: AB magnitude of a 1 nJy source (astropy's AB definition): mag = this - 2.5 log10(flux / nJy).
+_AB_MAG_OF_1_NJY = float((1.0 * u.nJy).to_value(u.ABmag))
+
 #: 2.5 / ln(10): converts a relative flux error into a magnitude error.
 _MAG_PER_LN = 2.5 / np.log(10.0)
 
@@ -96,9 +99,8 @@ LOGICAL_COLUMNS: dict[str, LogicalColumn] = {
 
 
 def _derive_mag(f: Frame) -> np.ndarray:
-    flux = f.get("flux")
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (flux * u.nJy).to_value(u.ABmag)
+        return _AB_MAG_OF_1_NJY - 2.5 * np.log10(f.get("flux"))
 
 
 def _derive_mag_err(f: Frame) -> np.ndarray:
@@ -302,6 +304,23 @@ class Frame:
                 raise self.missing(name)
 
 
+def _categorical(col) -> "pd.Categorical":
+    """An Arrow string column as a pandas Categorical: dictionary-encoded in C++, no Python strings per row."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if not pa.types.is_dictionary(col.type) and col.null_count == 0 and len(col):
+        import pyarrow.compute as pc
+
+        lo_hi = pc.min_max(col).as_py()
+        if lo_hi["min"] == lo_hi["max"]:  # one band per table is common: no hashing needed
+            return pd.Categorical.from_codes(np.zeros(len(col), dtype=np.int8), categories=[lo_hi["min"]])
+    enc = col.dictionary_encode() if not pa.types.is_dictionary(col.type) else col
+    enc = enc.combine_chunks() if hasattr(enc, "combine_chunks") else enc
+    indices = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    return pd.Categorical.from_codes(indices, categories=enc.dictionary.to_pylist())
+
+
 def _column_arrays(table: object) -> tuple[dict[str, np.ndarray], dict[str, u.UnitBase | None]]:
     """Numpy arrays and declared units of the 1-d columns of an Arrow, pandas or astropy table."""
     raw: dict[str, np.ndarray] = {}
@@ -313,6 +332,10 @@ def _column_arrays(table: object) -> tuple[dict[str, np.ndarray], dict[str, u.Un
     if pa is not None and isinstance(table, pa.Table):
         for fld, col in zip(table.schema, table.columns):
             if pa.types.is_list(fld.type) or pa.types.is_fixed_size_list(fld.type):
+                continue
+            if pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type) or pa.types.is_dictionary(fld.type):
+                raw[fld.name] = _categorical(col)
+                units[fld.name] = None
                 continue
             arr = col.to_numpy(zero_copy_only=False)
             if col.null_count and arr.dtype.kind in "iu":

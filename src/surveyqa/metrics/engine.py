@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import astropy.units as u
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from surveyqa.errors import SurveyQAError
@@ -135,13 +136,18 @@ class _RowView:
 
 def _key_array(frame: Frame, key: str) -> np.ndarray:
     if frame.can_resolve(key):
-        return np.asarray(frame.get(key))
+        value = frame.get(key)
+        return value if isinstance(value, pd.Categorical) else np.asarray(value)
     if key in frame.raw:
         return np.asarray(frame.raw[key])
     raise frame.missing(key)
 
 
 def _arrow_column(arr: np.ndarray) -> pa.Array:
+    if isinstance(arr, pd.Categorical):
+        codes = np.asarray(arr.codes)
+        dictionary = pa.array(np.asarray(arr.categories).tolist())
+        return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), dictionary).cast(dictionary.type)
     arr = np.asarray(arr)
     if arr.dtype == object:
         return pa.array(arr.tolist())
@@ -202,7 +208,8 @@ def measure(metric: Metric, table: object, group_by: Sequence[str] = (),
     n_groups = len(uniques[0]) if uniques else 1
     if not group_by and n_rows == 0:
         codes = np.zeros(0, dtype=np.int64)
-    sel_rows = {k: np.asarray(v)[usable] for k, v in computed.items() if np.ndim(v) == 1 and len(v) == n_rows}
+    sel_rows = {k: np.asarray(v)[usable] for k, v in computed.items()
+                if np.ndim(v) == 1 and len(v) == n_rows and not isinstance(v, pd.Categorical)}
     agg, n = metric.aggregation(value[usable], codes[usable], n_groups, sel_rows)
     notes: list[str | None] = [None] * n_groups
     computed_note = computed.pop("_note", None)

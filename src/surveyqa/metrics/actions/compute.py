@@ -10,11 +10,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 
 from surveyqa.metrics.actions.groups import broadcast, factorize_keys, group_count, group_mean, group_percentile  # noqa: F401
 from surveyqa.metrics.columns import Frame
 
-__all__ = ["object_codes", "object_rows", "per_object_mean", "per_object_median", "per_object_count", "repeat_deviation"]
+__all__ = ["take", "object_codes", "object_rows", "per_object_mean", "per_object_median", "per_object_count", "repeat_deviation"]
+
+
+def take(arr, index: np.ndarray) -> np.ndarray:
+    """``arr[index]`` as a numpy array, without materialising a whole categorical column first."""
+    if isinstance(arr, pd.Categorical):
+        return np.asarray(arr[index])
+    return np.asarray(arr)[index]
 
 
 def object_codes(frame: Frame) -> tuple[np.ndarray, int]:
@@ -92,9 +100,9 @@ def object_rows(frame: Frame, keys: Mapping[str, np.ndarray], values: np.ndarray
     std[n < 2] = np.nan
     first = np.zeros(n_obj, dtype=np.int64)
     first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
-    rows = {"obj_id": np.asarray(frame.get("obj_id"))[first], "n_visits": n, "mean": mean, "std": std}
+    rows = {"obj_id": take(frame.get("obj_id"), first), "n_visits": n, "mean": mean, "std": std}
     if frame.can_resolve("band"):
-        rows["band"] = np.asarray(frame.get("band"))[first]
+        rows["band"] = take(frame.get("band"), first)
     for k, arr in keys.items():
-        rows.setdefault(k, np.asarray(arr)[first])
+        rows.setdefault(k, take(arr, first))
     return rows, codes, n_obj

@@ -38,19 +38,45 @@ def factorize_keys(keys: Mapping[str, np.ndarray] | Sequence[np.ndarray], n_rows
         return np.zeros(n_rows or 0, dtype=np.int64), []
     codes = np.zeros(len(arrays[0]), dtype=np.int64)
     per_key: list[tuple[np.ndarray, np.ndarray]] = []
+    varying = 0
     for arr in arrays:
-        c, uniq = pd.factorize(np.asarray(arr), sort=True, use_na_sentinel=False)
-        per_key.append((c.astype(np.int64), np.asarray(uniq)))
-        codes = codes * len(uniq) + c
-    if len(arrays) > 1:
-        codes, _ = pd.factorize(codes, sort=True)
-        codes = codes.astype(np.int64)
+        c, uniq = _factorize_one(arr)
+        per_key.append((c, uniq))
+        if len(uniq) > 1:  # a constant key (one band) does not change the grouping
+            codes = codes * len(uniq) + c if varying else c
+            varying += 1
+    if varying > 1:
+        codes = _factorize_one(codes)[0]
     n_groups = int(codes.max()) + 1 if len(codes) else 0
     # key values of each group, decoded from the first row of that group
     rep = np.zeros(n_groups, dtype=np.int64)
     rep[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
     uniques = [uniq[c[rep]] for c, uniq in per_key]
     return codes, uniques
+
+
+def _factorize_one(arr) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted dense codes of one key; O(n) for already-sorted numbers and for categoricals."""
+    if isinstance(arr, pd.Categorical):  # remap the (few) categories, never touch row strings
+        cats = np.asarray(arr.categories, dtype=object)
+        codes = np.asarray(arr.codes, dtype=np.int64)
+        cats = np.append(cats, np.nan) if (codes < 0).any() else cats
+        codes = np.where(codes < 0, len(cats) - 1, codes) if (codes < 0).any() else codes
+        order = np.argsort(cats.astype(str))
+        rank = np.empty(len(cats), dtype=np.int64)
+        rank[order] = np.arange(len(cats))
+        c = rank[codes]
+        used = np.bincount(c, minlength=len(cats)) > 0
+        dense = np.cumsum(used) - 1
+        return dense[c], cats[order][used]
+    arr = np.asarray(arr)
+    if arr.dtype.kind in "iub" and len(arr) and bool(np.all(arr[1:] >= arr[:-1])):
+        starts = np.flatnonzero(arr[1:] != arr[:-1]) + 1
+        starts = np.concatenate(([0], starts))
+        sizes = np.diff(np.append(starts, len(arr)))
+        return np.repeat(np.arange(len(starts), dtype=np.int64), sizes), arr[starts]
+    c, uniq = pd.factorize(arr, sort=True, use_na_sentinel=False)
+    return c.astype(np.int64), np.asarray(uniq)
 
 
 def group_count(codes: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> np.ndarray:
@@ -76,8 +102,10 @@ def group_percentile(codes: np.ndarray, values: np.ndarray, n_groups: int, q: fl
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Percentile(s) per group of the finite values, linear interpolation like `numpy.percentile`.
 
-    One lexsort of (code, value) puts each group's values in order; the percentile positions are
-    then computed per group arithmetically.
+    Exact and vectorized: a stable argsort by code (linear when rows are already grouped, as
+    matched catalogs sorted by object are), then, for each distinct group size k, the groups of
+    that size form a (groups, k) matrix sorted along its rows; the loop is over distinct sizes
+    (a handful: the numbers of visits), not over rows or groups.
 
     Returns
     -------
@@ -88,20 +116,27 @@ def group_percentile(codes: np.ndarray, values: np.ndarray, n_groups: int, q: fl
     """
     ok = np.isfinite(values)
     c, v = codes[ok], values[ok]
-    order = np.lexsort((v, c))
-    v = v[order]
-    n = group_count(c, n_groups)
+    if len(c) > 1 and not bool(np.all(c[1:] >= c[:-1])):
+        order = np.argsort(c, kind="stable")
+        c, v = c[order], v[order]
+    n = group_count(c, n_groups).astype(np.int64)
     start = np.concatenate(([0], np.cumsum(n)[:-1])).astype(np.int64)
     qs = np.atleast_1d(np.asarray(q, dtype=float))
     out = np.full((len(qs), n_groups), np.nan)
-    has = n > 0
-    for i, qq in enumerate(qs):  # loop over requested percentiles, not rows
-        pos = (n[has] - 1) * (qq / 100.0)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, n[has] - 1)
-        frac = pos - lo
-        a, b = v[start[has] + lo], v[start[has] + hi]
-        out[i, has] = a + (b - a) * frac
+    sizes = np.unique(n[n > 0])
+    for k in sizes:  # loop over distinct group sizes
+        if len(sizes) == 1 and k * n_groups == len(v):  # every group the same size: a reshape
+            groups = np.arange(n_groups)
+            block = np.sort(v.reshape(n_groups, k), axis=1)
+        else:
+            groups = np.flatnonzero(n == k)
+            block = v[start[groups][:, None] + np.arange(k)] if k > 1 else v[start[groups]][:, None]
+            block.sort(axis=1)
+        for i, qq in enumerate(qs):
+            pos = (k - 1) * (qq / 100.0)
+            lo = int(np.floor(pos))
+            hi = min(lo + 1, k - 1)
+            out[i, groups] = block[:, lo] + (block[:, hi] - block[:, lo]) * (pos - lo)
     return (out[0] if np.ndim(q) == 0 else out), n
 
 

@@ -1,0 +1,157 @@
+"""PA1 and AM1 on a synthetic 10^7-row matched catalog: surveyqa's engine vs a plain pandas group-by.
+
+Both implementations compute the same definitions (docs/metric-engine.md) from the same Parquet
+file, each in its own subprocess so that its peak memory (ru_maxrss) is its own:
+
+* PA1: per object (obj_index, band) the sample std of the magnitudes (from psfFlux in nJy),
+  median S/N, mean extendedness, count; median std over unresolved objects with S/N >= 50 and
+  >= 3 visits.
+* AM1: objects with 17 <= median mag < 21.5, unresolved, >= 2 visits; at most 20,000 objects
+  (seeded sample) and 1,000,000 pairs 4-6 arcmin apart; per pair, the std of the distance over
+  common visits; median over pairs. The pair search (cKDTree) is shared; what differs is the
+  per-object statistics and the per-pair, per-visit join (numpy searchsorted vs pandas merge).
+
+Usage::
+
+    python benchmarks/bench_repeatability.py [--rows 10000000] [--visits 10]
+
+Prints, per metric and implementation, read and compute seconds, the value, and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+COLUMNS = ["obj_index", "visit", "band", "coord_ra", "coord_dec", "psfFlux", "psfFluxErr", "extendedness"]
+
+
+def _ours(metric: str, path: str) -> dict:
+    import pyarrow.parquet as pq
+
+    from surveyqa.metrics.engine import measure
+    from surveyqa.metrics.library import get_metric
+
+    m = get_metric(metric)
+    t0 = time.perf_counter()
+    table = pq.read_table(path, columns=COLUMNS)
+    t1 = time.perf_counter()
+    value = measure(m, table).values["value"][0].as_py()
+    return {"read_s": t1 - t0, "compute_s": time.perf_counter() - t1, "value": value}
+
+
+def _pandas_objects(df):
+    import numpy as np
+
+    df["mag"] = -2.5 * np.log10(df["psfFlux"]) + 31.4
+    df["snr"] = df["psfFlux"] / df["psfFluxErr"]
+    return df
+
+
+def _pandas_pa1(path: str) -> dict:
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    df = pd.read_parquet(path, columns=COLUMNS)
+    t1 = time.perf_counter()
+    df = _pandas_objects(df)
+    obj = df.groupby(["obj_index", "band"]).agg(
+        n=("mag", "count"), std=("mag", "std"), snr=("snr", "median"), ext=("extendedness", "mean"))
+    sel = (obj["ext"] < 0.5) & (obj["snr"] >= 50) & (obj["n"] >= 3)
+    value = float(obj.loc[sel, "std"].median() * 1000.0)
+    return {"read_s": t1 - t0, "compute_s": time.perf_counter() - t1, "value": value}
+
+
+def _pandas_am1(path: str) -> dict:
+    import numpy as np
+    import pandas as pd
+    from scipy.spatial import cKDTree
+
+    from surveyqa.metrics.library.astrometry import MAX_OBJECTS, MAX_PAIRS, SEED
+
+    t0 = time.perf_counter()
+    df = pd.read_parquet(path, columns=COLUMNS)
+    t1 = time.perf_counter()
+    df = _pandas_objects(df)
+    ra, dec = np.radians(df["coord_ra"]), np.radians(df["coord_dec"])
+    df["x"], df["y"], df["z"] = np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)
+    obj = df.groupby("obj_index").agg(n=("mag", "count"), mag=("mag", "median"), ext=("extendedness", "mean"),
+                                      x=("x", "sum"), y=("y", "sum"), z=("z", "sum"))
+    chosen = obj[(obj["ext"] < 0.5) & (obj["mag"] >= 17) & (obj["mag"] < 21.5) & (obj["n"] >= 2)]
+    rng = np.random.default_rng(SEED)
+    idx = np.arange(len(chosen))
+    if len(idx) > MAX_OBJECTS:
+        idx = np.sort(rng.choice(idx, MAX_OBJECTS, replace=False))
+    xyz = chosen[["x", "y", "z"]].to_numpy()[idx]
+    xyz /= np.linalg.norm(xyz, axis=1, keepdims=True)
+    lo, hi = (2 * np.sin(np.radians(a / 60) / 2) for a in (4.0, 6.0))
+    pairs = cKDTree(xyz).query_pairs(hi, output_type="ndarray")
+    pairs = pairs[np.linalg.norm(xyz[pairs[:, 0]] - xyz[pairs[:, 1]], axis=1) >= lo]
+    if len(pairs) > MAX_PAIRS:
+        pairs = pairs[np.sort(rng.choice(len(pairs), MAX_PAIRS, replace=False))]
+    ids = chosen.index.to_numpy()[idx]
+    p = pd.DataFrame({"pair": np.arange(len(pairs)), "a": ids[pairs[:, 0]], "b": ids[pairs[:, 1]]})
+    src = df[["obj_index", "visit", "x", "y", "z"]]
+    m = p.merge(src, left_on="a", right_on="obj_index").merge(
+        src, left_on=["b", "visit"], right_on=["obj_index", "visit"], suffixes=("_a", "_b"))
+    va, vb = m[["x_a", "y_a", "z_a"]].to_numpy(), m[["x_b", "y_b", "z_b"]].to_numpy()
+    m["dist"] = np.arctan2(np.linalg.norm(np.cross(va, vb), axis=1), np.einsum("ij,ij->i", va, vb))
+    rms = m.groupby("pair")["dist"].std().dropna()
+    value = float(np.degrees(rms.median()) * 3.6e6)
+    return {"read_s": t1 - t0, "compute_s": time.perf_counter() - t1, "value": value}
+
+
+def _child(which: str, metric: str, path: str) -> None:
+    fn = {("ours", "PA1"): lambda: _ours("PA1", path), ("ours", "AM1"): lambda: _ours("AM1", path),
+          ("pandas", "PA1"): lambda: _pandas_pa1(path), ("pandas", "AM1"): lambda: _pandas_am1(path)}[(which, metric)]
+    out = fn()
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps(out))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--visits", type=int, default=10)
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        _child(*args.child)
+        return
+    import pyarrow.parquet as pq
+
+    from surveyqa.metrics.synthetic import matched_catalog
+
+    n_obj = args.rows // args.visits
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "matched.parquet")
+        print(f"generating {n_obj * args.visits:,} rows ({n_obj:,} objects x {args.visits} visits, 3 deg field) ...",
+              flush=True)
+        pq.write_table(matched_catalog(n_objects=n_obj, n_visits=args.visits, field_deg=3.0, seed=0), path)
+        results = {}
+        for metric in ("PA1", "AM1"):
+            for which in ("ours", "pandas"):
+                print(f"  {metric} {which} ...", flush=True)
+                proc = subprocess.run([sys.executable, __file__, "--child", which, metric, path],
+                                      capture_output=True, text=True, check=True)
+                results[(metric, which)] = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"\n{'metric':6} {'impl':8} {'read s':>7} {'compute s':>10} {'total s':>8} {'peak RSS MB':>12} value")
+    for (metric, which), r in results.items():
+        total = r["read_s"] + r["compute_s"]
+        print(f"{metric:6} {which:8} {r['read_s']:7.2f} {r['compute_s']:10.2f} {total:8.2f} {r['peak_rss_mb']:12.0f}"
+              f" {r['value']:.4g}")
+    for metric in ("PA1", "AM1"):
+        o, p = results[(metric, "ours")], results[(metric, "pandas")]
+        print(f"{metric}: speed-up compute {p['compute_s'] / o['compute_s']:.1f}x, "
+              f"end-to-end {(p['read_s'] + p['compute_s']) / (o['read_s'] + o['compute_s']):.1f}x "
+              f"(peer: pandas {__import__('pandas').__version__} group-by)")
+
+
+if __name__ == "__main__":
+    main()
