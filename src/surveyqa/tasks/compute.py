@@ -1,0 +1,296 @@
+"""What each QA quantum computes, as pure functions of Arrow tables (no Butler here).
+
+The PipelineTasks (`surveyqa.tasks.pipeline_tasks`) only read inputs, call these and write the
+results, so the same code runs under `pipetask`, `surveyqa run` and in a notebook.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from surveyqa.errors import InsufficientDataError, MissingColumnError, SurveyQAError
+from surveyqa.metrics.engine import measure
+from surveyqa.metrics.library import available_metrics, get_metric
+from surveyqa.metrics.library.health import column_nan_table
+from surveyqa.tasks.values import attach_specs, concat_values, to_metric_values
+
+__all__ = ["visit_qa", "tract_qa", "detector_reference_qa", "NoReferenceObjectsError", "library_metrics",
+           "SOURCE_VALUE_COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+AB_NJY = 31.4
+
+
+class NoReferenceObjectsError(RuntimeError):
+    """A detector has no reference-catalog object: its calibration cannot be checked (as in DP0.2)."""
+
+
+def library_metrics() -> list[str]:
+    """Metrics of the library other than the health ones (SRD metrics: PA1, AM1, TE1, ...)."""
+    return [m for m in available_metrics() if not m.startswith("health.")]
+
+
+def _np(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_numpy(zero_copy_only=False)
+
+
+def _measure(name: str, table, group_by, level: str, fixed=None) -> pa.Table:
+    result = measure(get_metric(name), table, group_by=group_by)
+    return to_metric_values(result.values, level, fixed)
+
+
+def _try_library(table, group_by, level, fixed) -> list[pa.Table]:
+    """Run every SRD metric of the library that the table has the columns for."""
+    out = []
+    for name in library_metrics():
+        try:
+            out.append(_measure(name, table, group_by, level, fixed))
+        except (MissingColumnError, InsufficientDataError) as exc:
+            log.debug("%s not measured: %s", name, exc)
+        except SurveyQAError as exc:
+            log.info("%s not measured: %s", name, exc)
+    return out
+
+
+SOURCE_VALUE_COLUMNS = ("sourceId", "visit", "detector", "band", "ra", "dec", "psfMag", "snr", "psfFwhm",
+                        "extendedness", "psfFlux_flag")
+
+
+def visit_qa(sources: pa.Table, ccd: pa.Table, visit: int, instrument: str | None = None
+             ) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """QA of one visit: per-source values, per-detector values and metric values.
+
+    Parameters
+    ----------
+    sources : pyarrow.Table
+        The visit's ``sourceTable_visit``.
+    ccd : pyarrow.Table
+        ``ccdVisitTable`` (all visits: zero-point offsets are relative to the band's median).
+    visit : int
+        The visit id.
+
+    Returns
+    -------
+    source_values, detector_values, metric_values : pyarrow.Table
+    """
+    ccd = ccd.rename_columns(["visit" if c == "visitId" else c for c in ccd.column_names])
+    ccd_visit = ccd.filter(pc.equal(ccd.column("visit"), visit))
+    band = sources.column("band")[0].as_py() if sources.num_rows else (
+        ccd_visit.column("band")[0].as_py() if ccd_visit.num_rows else None)
+    fixed = {"visit": visit, "band": band}
+    det = _np(sources, "detector").astype(np.int64)
+    ccd_det = _np(ccd_visit, "detector").astype(np.int64)
+    lookup = {d: i for i, d in enumerate(ccd_det)}
+    idx = np.array([lookup.get(d, -1) for d in np.unique(det)]) if det.size else np.zeros(0, int)
+    # Per-source context joined from the detector summary: pixel scale and detector area.
+    scale = _np(ccd_visit, "pixelScale").astype(float)
+    area = (_np(ccd_visit, "xSize") * _np(ccd_visit, "ySize")).astype(float) * (scale / 60.0) ** 2
+    row_ccd = np.searchsorted(ccd_det, det) if ccd_det.size else np.zeros(det.size, int)
+    row_ccd = np.clip(row_ccd, 0, max(ccd_det.size - 1, 0))
+    known = ccd_det.size > 0 and np.all(ccd_det[row_ccd] == det)
+    del idx
+    src = sources.append_column("pixelScale", pa.array(scale[row_ccd] if known else np.full(det.size, np.nan)))
+    src = src.append_column("detector_area", pa.array(area[row_ccd] if known else np.full(det.size, np.nan)))
+
+    values = []
+    for name in ("health.sourceCount", "health.sourceDensity", "health.psfFwhm"):
+        values.append(_measure(name, src, ("visit", "detector"), "detector", fixed))
+        if name != "health.sourceDensity":
+            values.append(_measure(name, src, ("visit",), "visit", fixed))
+    values.append(_measure("health.zeroPoint", ccd_visit, ("visit", "detector"), "detector", fixed))
+    values.append(_measure("health.zeroPoint", ccd_visit, ("visit",), "visit", fixed))
+    offsets = measure(get_metric("health.zeroPointOffset"), ccd, group_by=("visit", "detector"))
+    mine = offsets.values.filter(pc.equal(offsets.values.column("visit"), visit))
+    values.append(to_metric_values(mine, "detector", fixed))
+    offsets_v = measure(get_metric("health.zeroPointOffset"), ccd, group_by=("visit",))
+    values.append(to_metric_values(offsets_v.values.filter(pc.equal(offsets_v.values.column("visit"), visit)),
+                                   "visit", fixed))
+    melted = column_nan_table({c: _np(sources, c) for c in sources.column_names
+                               if pa.types.is_floating(sources.schema.field(c).type)},
+                              {"visit": np.full(sources.num_rows, visit)})
+    melted.pop("band")
+    values.append(_measure("health.nanFraction", melted, ("visit", "column"), "visit", fixed))
+    metric_values = attach_specs(concat_values(values), instrument)
+
+    # Per-source values, full granularity, sorted by detector.
+    flux, err = _np(sources, "psfFlux").astype(float), _np(sources, "psfFluxErr").astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mag = -2.5 * np.log10(flux) + AB_NJY
+        snr = flux / err
+        fwhm = 2.3548 * np.sqrt(0.5 * (_np(sources, "ixxPSF") + _np(sources, "iyyPSF"))) * np.asarray(src.column("pixelScale"))
+    order = np.argsort(det, kind="stable")
+    source_values = pa.table({
+        "sourceId": sources.column("sourceId"), "visit": pa.array(np.full(det.size, visit, np.int64)),
+        "detector": pa.array(det), "band": pa.array([band] * det.size, pa.string()),
+        "ra": sources.column("ra"), "dec": sources.column("dec"),
+        "psfMag": pa.array(mag), "snr": pa.array(snr), "psfFwhm": pa.array(fwhm),
+        "extendedness": sources.column("extendedness"), "psfFlux_flag": sources.column("psfFlux_flag"),
+    }).take(pa.array(order))
+    source_values = _with_units(source_values, {"ra": "deg", "dec": "deg", "psfMag": "mag", "psfFwhm": "arcsec"})
+    detector_values = _pivot_detectors(metric_values, ccd_visit, visit, band)
+    return source_values, detector_values, metric_values
+
+
+def _with_units(table: pa.Table, units: dict[str, str]) -> pa.Table:
+    fields = [f.with_metadata({"unit": units[f.name]}) if f.name in units else f for f in table.schema]
+    return table.cast(pa.schema(fields))
+
+
+def _pivot_detectors(metric_values: pa.Table, ccd_visit: pa.Table, visit: int, band: str | None) -> pa.Table:
+    """One row per detector: the detector-level metric values side by side, plus the summary columns."""
+    det_rows = metric_values.filter(pc.equal(metric_values.column("level"), "detector"))
+    detectors = np.unique(np.concatenate([_np(ccd_visit, "detector").astype(np.int64),
+                                          _np(det_rows, "detector").astype(np.int64)]))
+    cols: dict[str, object] = {"visit": np.full(detectors.size, visit, np.int64), "detector": detectors,
+                               "band": [band] * detectors.size}
+    units = {}
+    for name in sorted(set(det_rows.column("metric").to_pylist())):
+        sub = det_rows.filter(pc.equal(det_rows.column("metric"), name))
+        col = np.full(detectors.size, np.nan)
+        col[np.searchsorted(detectors, _np(sub, "detector").astype(np.int64))] = _np(sub, "value")
+        short = name.split(".", 1)[1]
+        cols[short] = col
+        units[short] = sub.column("unit")[0].as_py()
+    ccd_det = _np(ccd_visit, "detector").astype(np.int64)
+    for name, unit in (("seeing", "arcsec"), ("skyBg", "adu"), ("magLim", "mag"), ("ra", "deg"), ("dec", "deg")):
+        if name in ccd_visit.column_names:
+            col = np.full(detectors.size, np.nan)
+            col[np.searchsorted(detectors, ccd_det)] = _np(ccd_visit, name).astype(float)
+            cols[name] = col
+            units[name] = unit
+    return _with_units(pa.table(cols), units)
+
+
+def tract_qa(objects: pa.Table, associations: pa.Table | None, presources: pa.Table | None, tract: int,
+             instrument: str | None = None) -> tuple[pa.Table, pa.Table]:
+    """QA of one tract: per-(isolated star, band) values and metric values.
+
+    Parameters
+    ----------
+    objects : pyarrow.Table
+        ``objectTable_tract`` (needs ``x``, ``y``, ``patch`` and band-prefixed flux columns).
+    associations, presources : pyarrow.Table or None
+        ``isolated_star_presource_associations`` and ``isolated_star_presources`` of the tract.
+
+    Returns
+    -------
+    object_values, metric_values : pyarrow.Table
+    """
+    fixed = {"tract": tract}
+    obj = objects if "tract" in objects.column_names else objects.append_column(
+        "tract", pa.array(np.full(objects.num_rows, tract, np.int64)))
+    values = [
+        _measure("health.objectDensity", obj, ("tract", "patch"), "patch", fixed),
+        _measure("health.emptyCellFraction", obj, ("tract", "patch"), "patch", fixed),
+    ]
+    float_cols = {c: _np(objects, c) for c in objects.column_names if pa.types.is_floating(objects.schema.field(c).type)}
+    melted = column_nan_table(float_cols, {"tract": np.full(objects.num_rows, tract, np.int64)})
+    values.append(_measure("health.nanFraction", melted, ("tract", "band", "column"), "tract", fixed))
+    object_values = _empty_object_values()
+    if associations is not None and associations.num_rows:
+        assoc = associations.append_column("tract", pa.array(np.full(associations.num_rows, tract, np.int64)))
+        values.extend(_try_library(assoc, ("tract", "band"), "tract", fixed))
+        object_values = _object_values(assoc, presources, objects, tract)
+    return object_values, attach_specs(concat_values(values), instrument)
+
+
+def _empty_object_values() -> pa.Table:
+    return pa.table({"isolated_star_id": pa.array([], pa.int64()), "tract": pa.array([], pa.int64()),
+                     "patch": pa.array([], pa.int64()), "band": pa.array([], pa.string())})
+
+
+def _object_values(assoc: pa.Table, presources: pa.Table | None, objects: pa.Table, tract: int) -> pa.Table:
+    """Per (isolated star, band): visits, mean magnitude, magnitude and position scatter; sorted by patch."""
+    import pandas as pd
+    from scipy.spatial import cKDTree
+
+    from surveyqa.metrics.library.astrometry import unit_vectors
+
+    flux = _np(assoc, "psfFlux").astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mag = -2.5 * np.log10(flux) + AB_NJY
+    df = pd.DataFrame({"obj_index": _np(assoc, "obj_index"), "band": _np(assoc, "band").astype(str), "mag": mag,
+                       "ra": _np(assoc, "ra").astype(float), "dec": _np(assoc, "dec").astype(float)})
+    df = df[np.isfinite(df["mag"])]
+    g = df.groupby(["obj_index", "band"], sort=True)
+    stats = g.agg(nsource=("mag", "size"), meanMag=("mag", "mean"), magRms=("mag", "std"),
+                  ra=("ra", "mean"), dec=("dec", "mean"), raStd=("ra", "std"), decStd=("dec", "std")).reset_index()
+    stats["magRms"] *= 1000.0
+    stats["posRms"] = np.hypot(stats["raStd"] * np.cos(np.radians(stats["dec"])), stats["decStd"]) * 3.6e6
+    ids = _np(presources, "isolated_star_id") if presources is not None else np.arange(stats["obj_index"].max() + 1)
+    stats["isolated_star_id"] = np.asarray(ids)[stats["obj_index"].to_numpy()]
+    # Patch of each star: that of the nearest coadd object.
+    patch = np.full(len(stats), -1, np.int64)
+    if objects.num_rows and len(stats):
+        tree = cKDTree(unit_vectors(_np(objects, "coord_ra"), _np(objects, "coord_dec")))
+        _, nearest = tree.query(unit_vectors(stats["ra"].to_numpy(), stats["dec"].to_numpy()))
+        patch = _np(objects, "patch").astype(np.int64)[nearest]
+    stats["patch"] = patch
+    stats["tract"] = tract
+    stats = stats.sort_values(["patch", "isolated_star_id", "band"], kind="stable")
+    table = pa.Table.from_pandas(stats[["isolated_star_id", "tract", "patch", "band", "ra", "dec", "nsource",
+                                        "meanMag", "magRms", "posRms"]], preserve_index=False)
+    return _with_units(table, {"ra": "deg", "dec": "deg", "meanMag": "mag", "magRms": "mmag", "posRms": "mas"})
+
+
+def detector_reference_qa(sources: pa.Table, refcat: pa.Table, region, visit: int, detector: int,
+                          instrument: str | None = None, radius_arcsec: float = 1.0) -> pa.Table:
+    """Match one detector's sources to the reference catalog: astrometric and photometric offsets.
+
+    Parameters
+    ----------
+    sources : pyarrow.Table
+        The visit's sources (other detectors are ignored).
+    refcat : pyarrow.Table
+        Reference catalog: ``coord_ra``, ``coord_dec`` (deg), ``{band}_flux`` (nJy).
+    region : lsst.sphgeom.Region or None
+        The detector's sky region; reference objects outside it are not used.
+
+    Raises
+    ------
+    NoReferenceObjectsError
+        If no reference object lies in the region (the DP0.2 failure mode).
+    """
+    from scipy.spatial import cKDTree
+
+    from surveyqa.metrics.library.astrometry import unit_vectors
+
+    src = sources.filter(pc.equal(sources.column("detector"), detector))
+    ref_ra, ref_dec = _np(refcat, "coord_ra").astype(float), _np(refcat, "coord_dec").astype(float)
+    if region is not None:
+        inside = region.contains(np.radians(ref_ra), np.radians(ref_dec))
+    else:
+        ra, dec = _np(src, "ra"), _np(src, "dec")
+        inside = ((ref_ra >= ra.min()) & (ref_ra <= ra.max()) & (ref_dec >= dec.min()) & (ref_dec <= dec.max())
+                  if src.num_rows else np.zeros(ref_ra.size, bool))
+    ref = refcat.filter(pa.array(inside))
+    if ref.num_rows == 0:
+        raise NoReferenceObjectsError(f"No reference objects supplied for visit {visit} detector {detector}: "
+                                      "the reference catalog does not cover its region")
+    band = src.column("band")[0].as_py() if src.num_rows else None
+    ra, dec = _np(src, "ra").astype(float), _np(src, "dec").astype(float)
+    tree = cKDTree(unit_vectors(_np(ref, "coord_ra"), _np(ref, "coord_dec")))
+    dist, j = tree.query(unit_vectors(ra, dec), distance_upper_bound=np.radians(radius_arcsec / 3600.0))
+    ok = np.isfinite(dist)
+    j = j[ok]
+    rra, rdec = _np(ref, "coord_ra")[j], _np(ref, "coord_dec")[j]
+    dra = (ra[ok] - rra) * np.cos(np.radians(rdec)) * 3.6e6
+    ddec = (dec[ok] - rdec) * 3.6e6
+    flux = _np(src, "psfFlux").astype(float)[ok]
+    ref_flux = _np(ref, f"{band}_flux")[j] if band and f"{band}_flux" in ref.column_names else np.full(j.size, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dmag = -2.5 * np.log10(flux / ref_flux) * 1000.0
+    matches = {"visit": np.full(j.size, visit, np.int64), "detector": np.full(j.size, detector, np.int64),
+               "dra": dra, "ddec": ddec, "dmag": dmag,
+               "psfFlux": flux, "psfFluxErr": _np(src, "psfFluxErr").astype(float)[ok],
+               "extendedness": _np(src, "extendedness").astype(float)[ok],
+               "psfFlux_flag": _np(src, "psfFlux_flag").astype(bool)[ok]}
+    fixed = {"visit": visit, "detector": detector, "band": band}
+    values = [_measure(name, matches, ("visit", "detector"), "detector", fixed)
+              for name in ("health.astromOffset", "health.photRefOffset")]
+    return attach_specs(concat_values(values), instrument)

@@ -1,0 +1,90 @@
+"""The QA run's manifest: which metrics were computed, at which levels, with which selection and
+aggregation, against which specs, and where their values are (DMTN-085 §4.12)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+__all__ = ["build_manifest", "QA_DATASET_TYPES", "VALUES_DATASET", "PER_ROW"]
+
+QA_DATASET_TYPES = ["qaSourceValues_visit", "qaDetectorValues_visit", "qaMetricValues_visit",
+                    "qaMetricValues_detector", "qaObjectValues_tract", "qaMetricValues_tract", "qaManifest"]
+
+#: Per-row dataset and column behind a metric, where one is kept.
+PER_ROW = {
+    "health.psfFwhm": ("qaSourceValues_visit", "psfFwhm"),
+    "health.sourceCount": ("qaSourceValues_visit", "sourceId"),
+    "health.sourceDensity": ("qaDetectorValues_visit", "sourceDensity"),
+    "health.zeroPoint": ("qaDetectorValues_visit", "zeroPoint"),
+    "health.zeroPointOffset": ("qaDetectorValues_visit", "zeroPointOffset"),
+    "validate_drp.PA1": ("qaObjectValues_tract", "magRms"),
+    "validate_drp.AM1": ("qaObjectValues_tract", "posRms"),
+}
+#: Metrics written by the per-detector reference task (not read back by the manifest task).
+DETECTOR_METRICS = {"health.astromOffset": "detector", "health.photRefOffset": "detector"}
+VALUES_DATASET = {"visit": "qaMetricValues_visit", "tract": "qaMetricValues_tract",
+                  "detector": "qaMetricValues_detector"}
+
+
+def build_manifest(run: str, inputs: Sequence[str], tables: Sequence[pa.Table]) -> dict:
+    """The manifest of a run, from the metric-value tables it wrote (metric, level columns).
+
+    Parameters
+    ----------
+    run : str
+        The output RUN collection.
+    inputs : sequence of str
+        Input collections (runs) the QA read.
+    tables : sequence of pyarrow.Table
+        ``qaMetricValues_visit`` and ``qaMetricValues_tract`` tables (``metric``, ``level``, ``status``).
+    """
+    import surveyqa
+    from surveyqa.metrics.library import get_metric
+    from surveyqa.metrics.registry import load_default_registry
+    from surveyqa.metrics.units import unit_to_string
+
+    registry = load_default_registry()
+    seen: dict[str, dict] = {}
+    for table in tables:
+        for metric, level, status in zip(table.column("metric").to_pylist(), table.column("level").to_pylist(),
+                                         table.column("status").to_pylist()):
+            entry = seen.setdefault(metric, {"levels": set(), "n_values": 0, "n_fail": 0, "source": set()})
+            entry["levels"].add(level)
+            entry["n_values"] += 1
+            entry["n_fail"] += status == "fail"
+            entry["source"].add("qaMetricValues_tract" if level in ("patch", "tract") else "qaMetricValues_visit")
+    for name, level in DETECTOR_METRICS.items():
+        seen.setdefault(name, {"levels": {level}, "n_values": None, "n_fail": None,
+                               "source": {"qaMetricValues_detector"}})
+    metrics = []
+    for name in sorted(seen):
+        metric = get_metric(name)
+        try:
+            definition = registry.get(name)
+            description = " ".join(definition.description.split())
+            reference = definition.reference
+        except Exception:  # a library metric without a YAML definition: say so, keep going
+            description, reference = metric.description, None
+        specs = [{"name": s.name, "operator": s.operator, "threshold": float(s.threshold.value),
+                  "unit": unit_to_string(s.threshold.unit)} for s in registry.specs_for(name, {})] \
+            if name in registry else []
+        per_row = PER_ROW.get(name)
+        metrics.append({
+            "name": name, "unit": unit_to_string(metric.unit), "description": description,
+            "reference": reference if isinstance(reference, (dict, str)) or reference is None else str(reference),
+            "granularity": metric.granularity, "levels": sorted(seen[name]["levels"]),
+            "selection": {"name": metric.selection.name, "description": metric.selection.description},
+            "aggregation": metric.aggregation.name,
+            "per_row_dataset": per_row[0] if per_row else None, "per_row_column": per_row[1] if per_row else None,
+            "values_dataset": sorted(seen[name]["source"])[0], "higher_is_better": metric.higher_is_better,
+            "n_values": seen[name]["n_values"], "n_fail": seen[name]["n_fail"], "specs": specs,
+        })
+    return {
+        "surveyqa_version": surveyqa.__version__ if hasattr(surveyqa, "__version__") else "0.1.0",
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "run": run, "inputs": list(inputs), "metrics": metrics, "dataset_types": QA_DATASET_TYPES,
+        "levels": ["detector", "visit", "patch", "tract"],
+    }

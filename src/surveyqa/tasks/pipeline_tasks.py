@@ -1,0 +1,168 @@
+"""The QA PipelineTasks: per visit, per (visit, detector), per tract, and the run's manifest.
+
+Each task reads its inputs, calls the pure functions of `surveyqa.tasks.compute` and writes tidy
+Parquet tables back (docs/data-model.md). They run under ``pipetask run`` with
+``surveyqa/tasks/pipelines/qa.yaml`` and under ``surveyqa run``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import lsst.pex.config as pexConfig
+import lsst.pipe.base as pipeBase
+import lsst.pipe.base.connectionTypes as cT
+
+from surveyqa.tasks import compute
+
+__all__ = ["QaVisitTask", "QaDetectorReferenceTask", "QaTractTask", "QaManifestTask"]
+
+log = logging.getLogger(__name__)
+
+
+def _instrument(butlerQC) -> str | None:
+    return butlerQC.quantum.dataId.get("instrument") if butlerQC.quantum.dataId is not None else None
+
+
+# -- per visit -------------------------------------------------------------------------------
+
+class QaVisitConnections(pipeBase.PipelineTaskConnections, dimensions=("instrument", "visit")):
+    sources = cT.Input(name="sourceTable_visit", storageClass="ArrowTable", dimensions=("instrument", "visit"),
+                       doc="Single-visit sources (DP1 Source columns).")
+    ccd = cT.Input(name="ccdVisitTable", storageClass="ArrowTable", dimensions=("instrument",),
+                   doc="Per-detector visit summary (all visits: zero points are compared to their band's median).")
+    source_values = cT.Output(name="qaSourceValues_visit", storageClass="ArrowTable",
+                              dimensions=("instrument", "visit"), doc="Per-source QA values, sorted by detector.")
+    detector_values = cT.Output(name="qaDetectorValues_visit", storageClass="ArrowTable",
+                                dimensions=("instrument", "visit"), doc="Per-detector QA values.")
+    metric_values = cT.Output(name="qaMetricValues_visit", storageClass="ArrowTable",
+                              dimensions=("instrument", "visit"), doc="Metric values at detector and visit level.")
+
+
+class QaVisitConfig(pipeBase.PipelineTaskConfig, pipelineConnections=QaVisitConnections):
+    pass
+
+
+class QaVisitTask(pipeBase.PipelineTask):
+    """Counts, densities, PSF size, zero points and column health of one visit, per detector and visit."""
+
+    ConfigClass = QaVisitConfig
+    _DefaultName = "qaVisit"
+
+    def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        inputs = butlerQC.get(inputRefs)
+        visit = butlerQC.quantum.dataId["visit"]
+        source_values, detector_values, metric_values = compute.visit_qa(
+            inputs["sources"], inputs["ccd"], visit, _instrument(butlerQC))
+        self.log.info("visit %s: %d sources, %d metric values, %d failing", visit, source_values.num_rows,
+                      metric_values.num_rows, metric_values.column("status").to_pylist().count("fail"))
+        butlerQC.put(pipeBase.Struct(source_values=source_values, detector_values=detector_values,
+                                     metric_values=metric_values), outputRefs)
+
+
+# -- per (visit, detector): the reference-catalog check --------------------------------------
+
+class QaDetectorReferenceConnections(pipeBase.PipelineTaskConnections,
+                                     dimensions=("instrument", "visit", "detector")):
+    sources = cT.Input(name="sourceTable_visit", storageClass="ArrowTable", dimensions=("instrument", "visit"),
+                       deferLoad=True, doc="Single-visit sources; only this detector's rows are used.")
+    refcat = cT.Input(name="surveyqa_refcat", storageClass="ArrowTable", dimensions=(), deferLoad=True,
+                      doc="Reference catalog (coord_ra, coord_dec in deg, {band}_flux in nJy).")
+    metric_values = cT.Output(name="qaMetricValues_detector", storageClass="ArrowTable",
+                              dimensions=("instrument", "visit", "detector"),
+                              doc="Astrometric and photometric offsets against the reference catalog.")
+
+
+class QaDetectorReferenceConfig(pipeBase.PipelineTaskConfig, pipelineConnections=QaDetectorReferenceConnections):
+    match_radius = pexConfig.Field[float](doc="Match radius, arcsec.", default=1.0)
+
+
+class QaDetectorReferenceTask(pipeBase.PipelineTask):
+    """Match a detector's sources to the reference catalog; fails when the catalog does not cover it."""
+
+    ConfigClass = QaDetectorReferenceConfig
+    _DefaultName = "qaDetectorReference"
+
+    COLUMNS = ["detector", "band", "ra", "dec", "psfFlux", "psfFluxErr", "psfFlux_flag", "extendedness"]
+
+    def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        handles = butlerQC.get(inputRefs)
+        data_id = butlerQC.quantum.dataId
+        sources = handles["sources"].get(parameters={"columns": self.COLUMNS})
+        refcat = handles["refcat"].get()
+        region = getattr(data_id, "region", None)
+        values = compute.detector_reference_qa(sources, refcat, region, data_id["visit"], data_id["detector"],
+                                               _instrument(butlerQC), self.config.match_radius)
+        butlerQC.put(pipeBase.Struct(metric_values=values), outputRefs)
+
+
+# -- per tract -------------------------------------------------------------------------------
+
+class QaTractConnections(pipeBase.PipelineTaskConnections, dimensions=("skymap", "tract")):
+    objects = cT.Input(name="objectTable_tract", storageClass="ArrowTable", dimensions=("skymap", "tract"),
+                       doc="Coadd objects (DP1 Object columns).")
+    presources = cT.Input(name="isolated_star_presources", storageClass="ArrowTable", multiple=True, minimum=0,
+                          dimensions=("instrument", "skymap", "tract"), doc="Isolated-star catalog.")
+    associations = cT.Input(name="isolated_star_presource_associations", storageClass="ArrowTable", multiple=True,
+                            minimum=0, dimensions=("instrument", "skymap", "tract"),
+                            doc="Sources associated with the isolated stars.")
+    object_values = cT.Output(name="qaObjectValues_tract", storageClass="ArrowTable", dimensions=("skymap", "tract"),
+                              doc="Per (isolated star, band) repeatability values, sorted by patch.")
+    metric_values = cT.Output(name="qaMetricValues_tract", storageClass="ArrowTable", dimensions=("skymap", "tract"),
+                              doc="Metric values at patch and tract level.")
+
+
+class QaTractConfig(pipeBase.PipelineTaskConfig, pipelineConnections=QaTractConnections):
+    pass
+
+
+class QaTractTask(pipeBase.PipelineTask):
+    """Coadd health per patch and the SRD metrics (PA1, AM1, TE1, ...) per tract and band."""
+
+    ConfigClass = QaTractConfig
+    _DefaultName = "qaTract"
+
+    def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        inputs = butlerQC.get(inputRefs)
+        tract = butlerQC.quantum.dataId["tract"]
+        assoc = inputs["associations"][0] if inputs["associations"] else None
+        cat = inputs["presources"][0] if inputs["presources"] else None
+        instrument = inputRefs.associations[0].dataId["instrument"] if inputRefs.associations else None
+        object_values, metric_values = compute.tract_qa(inputs["objects"], assoc, cat, tract, instrument)
+        self.log.info("tract %s: %d metric values, %d failing", tract, metric_values.num_rows,
+                      metric_values.column("status").to_pylist().count("fail"))
+        butlerQC.put(pipeBase.Struct(object_values=object_values, metric_values=metric_values), outputRefs)
+
+
+# -- the manifest ----------------------------------------------------------------------------
+
+class QaManifestConnections(pipeBase.PipelineTaskConnections, dimensions=()):
+    visit_values = cT.Input(name="qaMetricValues_visit", storageClass="ArrowTable", multiple=True, minimum=0,
+                            dimensions=("instrument", "visit"), deferLoad=True, doc="Visit metric values.")
+    tract_values = cT.Input(name="qaMetricValues_tract", storageClass="ArrowTable", multiple=True, minimum=0,
+                            dimensions=("skymap", "tract"), deferLoad=True, doc="Tract metric values.")
+    inputs_seen = cT.Input(name="visitTable", storageClass="ArrowTable", multiple=True, minimum=0,
+                           dimensions=("instrument",), deferLoad=True, doc="Read for the input run's name only.")
+    manifest = cT.Output(name="qaManifest", storageClass="StructuredDataDict", dimensions=(),
+                         doc="Which metrics were computed, with which selection, against which specs.")
+
+
+class QaManifestConfig(pipeBase.PipelineTaskConfig, pipelineConnections=QaManifestConnections):
+    pass
+
+
+class QaManifestTask(pipeBase.PipelineTask):
+    """Write the run's manifest (DMTN-085 §4.12): metrics, levels, selections, specs, dataset types."""
+
+    ConfigClass = QaManifestConfig
+    _DefaultName = "qaWriteManifest"
+
+    def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        from surveyqa.tasks.manifest import build_manifest
+
+        handles = butlerQC.get(inputRefs)
+        tables = [h.get(parameters={"columns": ["metric", "level", "status"]})
+                  for h in handles["visit_values"] + handles["tract_values"]]
+        run = outputRefs.manifest.run
+        inputs = sorted({ref.run for ref in inputRefs.inputs_seen})
+        butlerQC.put(pipeBase.Struct(manifest=build_manifest(run, inputs, tables)), outputRefs)
