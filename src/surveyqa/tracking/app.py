@@ -9,6 +9,7 @@ reading is open unless ``read_requires_token`` is set.
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -73,6 +74,15 @@ def create_app(config: TrackingConfig | None = None, service: TrackingService | 
         description="Metric values of survey pipeline runs over time, with regression alerts (docs/tracking.md).",
     )
     app.state.service = service
+
+    @app.middleware("http")
+    async def _refuse_nul(request: Request, call_next: Any) -> Any:
+        # NUL cannot be stored or compared by PostgreSQL; refuse it in paths and queries up front.
+        if "\x00" in request.path_params.get("name", "") or "\x00" in urllib.parse.unquote(request.url.path) or any(
+            "\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()
+        ):
+            return JSONResponse({"detail": "NUL characters are not allowed in URLs", "hint": "remove control characters"}, status_code=400)
+        return await call_next(request)
 
     @app.exception_handler(SurveyQAError)
     async def _user_error(request: Request, exc: SurveyQAError) -> JSONResponse:
