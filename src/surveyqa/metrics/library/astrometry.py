@@ -162,8 +162,9 @@ def _pair_distance_rms(a: np.ndarray, b: np.ndarray, codes: np.ndarray, n_obj: i
     n_v = int(vcode.max()) + 1
     rows = np.flatnonzero(good)
     key = codes[rows] * n_v + vcode[rows]
-    order = np.argsort(key, kind="stable")
-    rows, key = rows[order], key[order]
+    if len(key) > 1 and not bool(np.all(key[1:] >= key[:-1])):
+        order = np.argsort(key)
+        rows, key = rows[order], key[order]
     # sources of each object, in key order: start offset and count
     obj_sorted = key // n_v
     start = np.searchsorted(obj_sorted, np.arange(n_obj))
