@@ -1,0 +1,129 @@
+"""The JSON twins of the pages, served beside the Panel app by the same Tornado server.
+
+Each route calls the same `model` function as its page, so a test (or a script) can read the
+numbers a user sees. Bad input answers 400/404 with ``{"error": ..., "hint": ...}``.
+
+| route | page |
+|---|---|
+| ``/api/quicklook.json?sky_metric=M&sky_band=B`` | quick look |
+| ``/api/metric/<metric>.json?band=&tract=&patch=`` | metric view, coadd mode |
+| ``/api/visits/<metric>.json?band=&visit=&detector=`` | metric view, visit mode |
+| ``/api/failures.json`` | failures |
+| ``/api/manifest.json`` | the repository's QA manifest |
+| ``/api/notebook.ipynb?view=&metric=&band=&tract=...`` | the "open in Jupyter" notebook |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import nbformat
+from tornado.web import RequestHandler
+
+from surveyqa.errors import SurveyQAError
+
+from . import model, notebook
+
+__all__ = ["api_routes", "ROUTES"]
+
+log = logging.getLogger(__name__)
+
+ROUTES = {
+    "/api/quicklook.json": "quick look: header counts, one row per metric (and band), sky map values",
+    "/api/metric/<metric>.json": "coadd drill-down: ?band=, ?tract=, ?patch=",
+    "/api/visits/<metric>.json": "visit drill-down: ?band=, ?visit=, ?detector=",
+    "/api/failures.json": "failed quanta",
+    "/api/manifest.json": "the QA manifest (metrics, selections, specs)",
+    "/api/notebook.ipynb": "notebook loading the view given by the query (view, metric, band, tract, ...)",
+}
+
+
+class _Handler(RequestHandler):
+    def initialize(self, config) -> None:
+        self.config = config
+
+    def _int(self, name: str) -> int | None:
+        raw = self.get_query_argument(name, None)
+        if raw in (None, ""):
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise SurveyQAError(f"{name}={raw!r} is not an integer", f"give {name} as a number, e.g. {name}=0")
+
+    def _str(self, name: str) -> str | None:
+        raw = self.get_query_argument(name, None)
+        return raw or None
+
+    def _send(self, build) -> None:
+        try:
+            payload = build()
+        except SurveyQAError as exc:
+            self.set_status(404 if "no metric" in exc.message else 400)
+            payload = {"error": exc.message, "hint": exc.hint}
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(payload, default=str, allow_nan=False))
+
+
+class QuickLookHandler(_Handler):
+    def get(self) -> None:
+        self._send(lambda: model.quicklook(self.config.source, self._str("sky_metric"),
+                                           self._str("sky_band")).to_json())
+
+
+class MetricHandler(_Handler):
+    def get(self, metric: str) -> None:
+        self._send(lambda: model.metric_view(self.config.source, metric, self._str("band"), self._int("tract"),
+                                             self._int("patch")).to_json())
+
+
+class VisitsHandler(_Handler):
+    def get(self, metric: str) -> None:
+        self._send(lambda: model.visit_view(self.config.source, metric, self._str("band"), self._int("visit"),
+                                            self._int("detector")).to_json())
+
+
+class FailuresHandler(_Handler):
+    def get(self) -> None:
+        self._send(lambda: {"failures": model._records(model.failures_view(self.config.source))})
+
+
+class ManifestHandler(_Handler):
+    def get(self) -> None:
+        self._send(lambda: self.config.source.manifest())
+
+
+class NotebookHandler(_Handler):
+    def get(self) -> None:
+        config = self.config
+        if config.repo is None:
+            self.set_status(404)
+            self.finish({"error": "this dashboard serves no repository", "hint": "start it on a repository"})
+            return
+        query = {k: self.get_query_argument(k, None) for k in ("view", "metric", "band")}
+        try:
+            query.update({k: self._int(k) for k in ("tract", "patch", "visit", "detector")})
+            if query.get("metric"):
+                model.metric_entry(config.source, query["metric"])
+        except SurveyQAError as exc:
+            self.set_status(404 if "no metric" in exc.message else 400)
+            self.finish({"error": exc.message, "hint": exc.hint})
+            return
+        query = {k: v for k, v in query.items() if v is not None}
+        self.set_header("Content-Type", "application/x-ipynb+json")
+        self.set_header("Content-Disposition", f"attachment; filename={notebook.notebook_name(query)}")
+        self.finish(nbformat.writes(notebook.make_notebook(config.repo, config.collection, query)))
+
+
+def api_routes(config) -> list[tuple]:
+    """Tornado URL patterns for the JSON twins, bound to one server's `DashboardConfig`."""
+    args = {"config": config}
+    return [
+        (r"/api/quicklook\.json", QuickLookHandler, args),
+        (r"/api/metric/(.+)\.json", MetricHandler, args),
+        (r"/api/visits/(.+)\.json", VisitsHandler, args),
+        (r"/api/failures\.json", FailuresHandler, args),
+        (r"/api/manifest\.json", ManifestHandler, args),
+        (r"/api/notebook\.ipynb", NotebookHandler, args),
+    ]

@@ -1,0 +1,97 @@
+"""Drive the dashboard in headless Chromium: used by the browser tests and the benchmark.
+
+Waiting follows DESIGN.md: a plot is ready when the Bokeh model with its name (and the tags of
+the level asked for) exists, its view has finished rendering, and its data source is filled.
+Chromium is the system one (``/usr/bin/chromium`` unless ``SURVEYQA_CHROMIUM`` says otherwise);
+nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+__all__ = ["CHROMIUM_ARGS", "chromium_path", "launch", "wait_for_plot", "wait_idle", "plot_tags", "visible_text"]
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+_PLOT_READY = """([name, tags]) => {
+  if (!window.Bokeh || !Bokeh.documents.length) return false;
+  for (const doc of Bokeh.documents) {
+    for (const model of doc._all_models.values()) {
+      if (model.name !== name) continue;
+      const have = model.tags || [];
+      if (!tags.every(t => have.includes(t))) continue;
+      const view = Bokeh.index.find_one(model);
+      if (!view || !view.has_finished()) continue;
+      const renderers = model.renderers || [];
+      const filled = renderers.some(r => r.data_source && Object.values(r.data_source.data)
+                                       .some(column => column && column.length > 0));
+      if (filled) return true;
+    }
+  }
+  return false;
+}"""
+
+_TAGS = """(name) => {
+  const out = [];
+  for (const doc of (window.Bokeh ? Bokeh.documents : []))
+    for (const model of doc._all_models.values())
+      if (model.name === name) out.push(model.tags || []);
+  return out;
+}"""
+
+
+def chromium_path() -> str:
+    """The Chromium executable (Debian's by default)."""
+    return os.environ.get("SURVEYQA_CHROMIUM", "/usr/bin/chromium")
+
+
+@contextlib.contextmanager
+def launch(width: int = 1400, height: int = 1000) -> Iterator:
+    """A Playwright page in headless Chromium, closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_for_plot(page, name: str, tags: list[str] = (), timeout: float = 30_000) -> None:
+    """Wait until the plot ``name`` carrying all ``tags`` has rendered with data."""
+    page.wait_for_function(_PLOT_READY, arg=[name, list(tags)], timeout=timeout, polling=50)
+
+
+def plot_tags(page, name: str) -> list[list[str]]:
+    """The tags of every plot called ``name`` now in the page."""
+    return page.evaluate(_TAGS, name)
+
+
+def wait_idle(page, timeout: float = 30_000) -> None:
+    """Wait until Bokeh's documents exist and no plot is still rendering."""
+    page.wait_for_function("""() => window.Bokeh && Bokeh.documents.length > 0 &&
+        [...Bokeh.documents[0]._all_models.values()].every(m => {
+            const v = Bokeh.index.find_one(m); return !v || !v.has_finished || v.has_finished(); })""",
+                           timeout=timeout, polling=50)
+
+
+def visible_text(page) -> str:
+    """All text of the page, shadow roots included (Panel renders into them)."""
+    return page.evaluate("""() => {
+        const parts = [];
+        const walk = (node) => {
+            if (node.shadowRoot) walk(node.shadowRoot);
+            for (const child of node.childNodes) {
+                if (child.nodeType === 3) parts.push(child.textContent);
+                else walk(child);
+            }
+        };
+        walk(document.body);
+        return parts.join(' ');
+    }""")

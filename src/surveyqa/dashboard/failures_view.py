@@ -1,0 +1,34 @@
+"""The failures page: quanta that failed, listed and drawn on the sky over the tract outlines."""
+
+from __future__ import annotations
+
+import html
+
+import panel as pn
+
+from . import model, plots
+
+__all__ = ["failures_panel"]
+
+
+def failures_panel(source) -> pn.viewable.Viewable:
+    """List every failed quantum (task, data ID, exception) and mark those with a position on the sky."""
+    failures = model.failures_view(source)
+    items = [pn.pane.HTML(f"<h2 class='sq-title' data-level='failures'>{len(failures)} failed quanta</h2>")]
+    if not len(failures):
+        items.append(pn.pane.HTML("<p>Every quantum of this run succeeded.</p>"))
+        return pn.Column(*items, sizing_mode="stretch_width")
+    tracts = source.tracts()
+    if {"ra", "dec"} <= set(failures.columns):
+        reference = plots.sky_reference(tracts["polygon"]) if len(tracts) else 180.0
+        fig = plots.sky_figure(["level:failures"], name="failures_sky", title="failed quanta")
+        if len(tracts):
+            plots.add_outlines(fig, tracts, "tract", reference, color="#888888", dashed=False)
+        n = plots.add_failures(fig, failures, reference)
+        fig.tags = ["level:failures", f"n:{n}"]
+        items.append(pn.pane.Bokeh(fig, sizing_mode="stretch_width"))
+    shown = failures.drop(columns=[c for c in failures.columns if c == "polygon"])
+    items.append(pn.widgets.Tabulator(shown, show_index=False, disabled=True, height=400,
+                                      sizing_mode="stretch_width", name="table_failures"))
+    items.append(pn.pane.HTML("<p>" + html.escape("Columns: " + ", ".join(map(str, shown.columns))) + "</p>"))
+    return pn.Column(*items, sizing_mode="stretch_width")

@@ -1,0 +1,381 @@
+"""What each page shows, computed from a `DataSource` with pandas only (no web code).
+
+Every page of the dashboard and its JSON twin are built from the objects returned here, so the
+numbers in the browser and in ``/api/...json`` are the same numbers. Values keep their unit
+(the ``unit`` column / key, an astropy unit string); coordinates are degrees.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from surveyqa.errors import SurveyQAError
+
+from .source import DataSource
+
+__all__ = [
+    "LEVEL_ORDER", "metric_entries", "metric_entry", "quicklook", "QuickLook", "DrillView",
+    "metric_view", "visit_view", "failures_view", "flag_outliers", "unwrap_ra", "row_columns",
+]
+
+#: From the most rolled-up level to the finest.
+LEVEL_ORDER = ["dataset", "band", "tract", "patch", "visit", "detector"]
+COADD_LEVELS = {"dataset", "band", "tract", "patch"}
+VISIT_LEVELS = {"visit", "detector"}
+#: Robust z-score (|x - median| / (1.4826 MAD)) above which a value is drawn as an outlier.
+OUTLIER_Z = 3.5
+
+
+def metric_entries(source: DataSource) -> list[dict]:
+    """The manifest's metric entries, in manifest order."""
+    return list(source.manifest().get("metrics", []))
+
+
+def metric_entry(source: DataSource, name: str) -> dict:
+    """One metric's manifest entry; a `SurveyQAError` naming the known metrics if absent."""
+    for entry in metric_entries(source):
+        if entry["name"] == name:
+            return entry
+    known = ", ".join(e["name"] for e in metric_entries(source)[:10])
+    raise SurveyQAError(f"no metric {name!r} in this repository", f"known metrics include: {known}")
+
+
+def _status(statuses: pd.Series) -> str:
+    values = set(statuses.dropna())
+    if "fail" in values:
+        return "fail"
+    if "pass" in values:
+        return "pass"
+    return "none"
+
+
+def _top_level(levels: pd.Series) -> str:
+    present = set(levels.dropna())
+    return next(level for level in LEVEL_ORDER if level in present)
+
+
+@dataclass
+class QuickLook:
+    """The landing page: header numbers, one summary row per (metric, band), the sky map."""
+
+    header: dict
+    summary: pd.DataFrame
+    sky_metric: str | None
+    sky_band: str | None
+    sky: pd.DataFrame
+    bands: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "header": self.header,
+            "metrics": _records(self.summary),
+            "sky": {"metric": self.sky_metric, "band": self.sky_band, "bands": self.bands,
+                    "values": _records(self.sky)},
+        }
+
+
+def quicklook(source: DataSource, sky_metric: str | None = None, band: str | None = None) -> QuickLook:
+    """Summarise a repository: counts, each metric at its most rolled-up level against its spec.
+
+    Parameters
+    ----------
+    source : DataSource
+        The repository.
+    sky_metric : str, optional
+        Metric drawn on the sky map; the first metric with tract (or visit) values if omitted.
+    band : str, optional
+        Band of the sky map; the first band with values if omitted.
+    """
+    entries = metric_entries(source)
+    rows = []
+    for entry in entries:
+        values = source.metric_values(metric=entry["name"])
+        if not len(values):
+            rows.append({"metric": entry["name"], "band": None, "value": math.nan,
+                         "unit": entry.get("unit", ""), "level": None, "status": "none",
+                         "spec": None, "threshold": math.nan, "n": 0, "note": "no values"})
+            continue
+        top = values[values["level"] == _top_level(values["level"])]
+        if top["level"].iloc[0] in ("dataset", "band"):
+            for _, row in top.iterrows():
+                rows.append(_summary_row(entry, row))
+        else:  # no rolled-up value stored: summarise the finest level's values per band
+            for band_name, group in top.groupby(top["band"].fillna(""), sort=True):
+                rows.append({
+                    "metric": entry["name"], "band": band_name or None,
+                    "value": float(np.nanmedian(group["value"])) if group["value"].notna().any() else math.nan,
+                    "unit": group["unit"].iloc[0], "level": f"median of {len(group)} {group['level'].iloc[0]}s",
+                    "status": _status(group["status"]), "spec": group["spec"].dropna().iloc[0]
+                    if group["spec"].notna().any() else None,
+                    "threshold": math.nan, "n": int(len(group)), "note": None,
+                })
+    summary = pd.DataFrame(rows, columns=["metric", "band", "value", "unit", "level", "status", "spec",
+                                          "threshold", "n", "note"])
+    sky_candidates = [e["name"] for e in entries if set(e.get("levels", [])) & {"tract", "visit"}]
+    if sky_metric is None and sky_candidates:
+        sky_metric = sky_candidates[0]
+    sky, bands = pd.DataFrame(), []
+    if sky_metric is not None:
+        sky, bands, band = _sky_values(source, sky_metric, band)
+    return QuickLook(_header(source), summary, sky_metric, band, sky, bands)
+
+
+def _summary_row(entry: dict, row: pd.Series) -> dict:
+    return {"metric": entry["name"], "band": row["band"], "value": row["value"], "unit": row["unit"],
+            "level": row["level"], "status": row["status"] or "none", "spec": row["spec"],
+            "threshold": row["threshold"], "n": row["n"], "note": row["note"]}
+
+
+def _sky_values(source: DataSource, metric: str, band: str | None) -> tuple[pd.DataFrame, list, str | None]:
+    """Per-tract (or, for visit metrics, per-visit) values of one metric and band, with polygons."""
+    values = source.metric_values(metric=metric)
+    level = "tract" if (values["level"] == "tract").any() else "visit"
+    values = values[values["level"] == level]
+    bands = sorted(values["band"].dropna().unique().tolist())
+    if bands:
+        band = band if band in bands else bands[0]
+        values = values[values["band"] == band]
+    geometry = source.tracts() if level == "tract" else source.visits()
+    return _with_polygons(values, geometry, level), bands, band
+
+
+def _header(source: DataSource) -> dict:
+    tracts = source.tracts()
+    visits = source.visits()
+    header: dict[str, Any] = {"tracts": int(len(tracts))}
+    if "n_patches" in tracts:
+        header["patches"] = int(tracts["n_patches"].sum())
+    else:
+        patch_rows = source.metric_values(level="patch")
+        header["patches"] = int(len(patch_rows[["tract", "patch"]].drop_duplicates())) if len(patch_rows) else 0
+    header["visits"] = int(len(visits))
+    header["visits_per_band"] = ({str(k): int(v) for k, v in visits.groupby("band").size().items()}
+                                 if len(visits) and "band" in visits else {})
+    for column in ("n_sources", "sources"):
+        if column in visits:
+            header["sources"] = int(visits[column].sum())
+            break
+    else:
+        header["sources"] = source.manifest().get("counts", {}).get("sources")
+    return header
+
+
+def _with_polygons(values: pd.DataFrame, geometry: pd.DataFrame, key: str | list[str]) -> pd.DataFrame:
+    keys = [key] if isinstance(key, str) else key
+    values = values.copy()
+    if not len(geometry) or "polygon" not in geometry:
+        values["polygon"] = None
+        return values
+    geometry = geometry[keys + ["polygon"]].drop_duplicates(subset=keys)
+    for k in keys:
+        values[k] = values[k].astype("int64")
+        geometry = geometry.assign(**{k: geometry[k].astype("int64")})
+    return values.merge(geometry, on=keys, how="left")
+
+
+def flag_outliers(values: pd.Series) -> pd.Series:
+    """True where a value is far from the others: robust z-score above `OUTLIER_Z`.
+
+    The scale is 1.4826 times the median absolute deviation, so one bad detector among a hundred
+    stands out however large it is; NaN values are never outliers.
+    """
+    x = values.astype(float)
+    median = np.nanmedian(x) if x.notna().any() else math.nan
+    mad = 1.4826 * np.nanmedian(np.abs(x - median)) if x.notna().any() else math.nan
+    if not np.isfinite(mad) or mad == 0:
+        return pd.Series(False, index=values.index) if not np.isfinite(median) else (x != median) & x.notna()
+    return (np.abs(x - median) / mad > OUTLIER_Z).fillna(False)
+
+
+def unwrap_ra(ra: np.ndarray, reference: float) -> np.ndarray:
+    """RA (deg) shifted into [reference - 180, reference + 180) so that a field across RA 0 stays whole."""
+    return (np.asarray(ra, dtype=float) - reference + 180.0) % 360.0 - 180.0 + reference
+
+
+def row_columns(rows: pd.DataFrame, entry: dict) -> dict[str, str | None]:
+    """Which columns of a per-row table hold the value, the magnitude and the position."""
+    def first(*names: str) -> str | None:
+        return next((n for n in names if n in rows.columns), None)
+
+    value = entry.get("per_row_column")
+    if value not in rows.columns:
+        value = first("value", entry["name"].split(".")[-1])
+    mag = first("mag", "psfMag", "magnitude", "psf_mag")
+    if mag is None:
+        mag = next((c for c in rows.columns if "mag" in c.lower() and c != value), None)
+    return {"value": value, "mag": mag, "ra": first("ra", "coord_ra"), "dec": first("dec", "coord_dec")}
+
+
+@dataclass
+class DrillView:
+    """One level of the drill-down: the selected thing's values, its children, its rows."""
+
+    mode: str                      # "coadd" or "visit"
+    metric: dict                   # manifest entry
+    level: str                     # dataset, tract, patch | visits, visit, detector
+    band: str | None
+    bands: list[str]
+    selection: dict                # tract, patch, visit, detector (None when not selected)
+    breadcrumbs: list[dict]        # [{"label": ..., "query": {...}}]
+    values: pd.DataFrame           # metric values of the selected thing
+    children: pd.DataFrame         # values one level down, with polygon and outlier columns
+    child_key: str | None
+    rows: pd.DataFrame             # per-row values (sources / objects / detectors)
+    columns: dict                  # value / mag / ra / dec column names in rows
+
+    def to_json(self, limit: int = 200) -> dict:
+        rows = self.rows
+        value_col = self.columns.get("value")
+        stats: dict[str, Any] = {"n": int(len(rows))}
+        if value_col and len(rows):
+            finite = rows[value_col].astype(float)
+            finite = finite[np.isfinite(finite)]
+            if len(finite):
+                counts, edges = np.histogram(finite, bins=30)
+                stats.update(median=float(np.median(finite)), histogram={
+                    "counts": counts.tolist(), "edges": edges.tolist()})
+        keep = [c for c in (self.columns.get(k) for k in ("value", "mag", "ra", "dec")) if c]
+        keep += [c for c in ("tract", "patch", "visit", "detector", "band") if c in rows and c not in keep]
+        return {
+            "mode": self.mode, "metric": self.metric["name"], "unit": self.metric.get("unit", ""),
+            "level": self.level, "band": self.band, "bands": self.bands, "selection": self.selection,
+            "breadcrumbs": self.breadcrumbs, "values": _records(self.values),
+            "child_key": self.child_key, "children": _records(self.children),
+            "rows": {**stats, "columns": self.columns, "first": _records(rows[keep].head(limit)) if keep else []},
+        }
+
+
+def _band_filter(frame: pd.DataFrame, band: str | None) -> pd.DataFrame:
+    if band is None or "band" not in frame or not frame["band"].notna().any():
+        return frame
+    return frame[frame["band"] == band]
+
+
+def _children(values: pd.DataFrame, level: str, geometry: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    children = _with_polygons(values[values["level"] == level], geometry, keys)
+    children["outlier"] = flag_outliers(children["value"]) if len(children) else pd.Series(dtype=bool)
+    return children.reset_index(drop=True)
+
+
+def metric_view(source: DataSource, metric: str, band: str | None = None, tract: int | None = None,
+                patch: int | None = None) -> DrillView:
+    """The coadd drill-down: all tracts, then one tract's patches and objects, then one patch's objects."""
+    entry = metric_entry(source, metric)
+    values = source.metric_values(metric=metric)
+    bands = sorted(values["band"].dropna().unique().tolist())
+    band = band if band in bands else (bands[0] if bands else None)
+    values = _band_filter(values, band)
+    crumbs = [{"label": "quick look", "query": {}},
+              {"label": metric, "query": {"metric": metric, "band": band}}]
+    rows, columns = pd.DataFrame(), {}
+    if patch is not None and tract is None:
+        raise SurveyQAError("a patch needs its tract", "add tract=<id> to the query")
+    if tract is None:
+        level, child_key = "dataset", "tract"
+        own = values[values["level"].isin(["dataset", "band"])]
+        children = _children(values, "tract", source.tracts(), ["tract"])
+    else:
+        tract = int(tract)
+        crumbs.append({"label": f"tract {tract}", "query": {"metric": metric, "band": band, "tract": tract}})
+        in_tract = values[values["tract"] == tract]
+        if patch is None:
+            level, child_key = "tract", "patch"
+            own = in_tract[in_tract["level"] == "tract"]
+            children = _children(in_tract, "patch", source.patches(tract), ["tract", "patch"])
+        else:
+            patch = int(patch)
+            crumbs.append({"label": f"patch {patch}",
+                           "query": {"metric": metric, "band": band, "tract": tract, "patch": patch}})
+            level, child_key = "patch", None
+            own = in_tract[(in_tract["level"] == "patch") & (in_tract["patch"] == patch)]
+            children = pd.DataFrame()
+        if entry.get("per_row_dataset", "").startswith("qaObjectValues"):
+            rows = _band_filter(source.object_values(tract, patch), band)
+            columns = row_columns(rows, entry)
+    return DrillView("coadd", entry, level, band, bands, {"tract": tract, "patch": patch},
+                     crumbs, own.reset_index(drop=True), children, child_key, rows.reset_index(drop=True),
+                     columns)
+
+
+def visit_view(source: DataSource, metric: str, band: str | None = None, visit: int | None = None,
+               detector: int | None = None) -> DrillView:
+    """The visit drill-down: the metric against visit number, then one visit's detectors, then one detector."""
+    entry = metric_entry(source, metric)
+    values = source.metric_values(metric=metric)
+    bands = sorted(values["band"].dropna().unique().tolist())
+    band = band if band in bands else None
+    values = _band_filter(values, band)
+    crumbs = [{"label": "quick look", "query": {}},
+              {"label": f"{metric} by visit", "query": {"view": "visits", "metric": metric, "band": band}}]
+    rows, columns = pd.DataFrame(), {}
+    if detector is not None and visit is None:
+        raise SurveyQAError("a detector needs its visit", "add visit=<id> to the query")
+    if visit is None:
+        level, child_key = "visits", "visit"
+        own = values[values["level"].isin(["dataset", "band"])]
+        children = _children(values, "visit", source.visits(), ["visit"])
+        children = children.sort_values("visit").reset_index(drop=True)
+    else:
+        visit = int(visit)
+        crumbs.append({"label": f"visit {visit}",
+                       "query": {"view": "visits", "metric": metric, "band": band, "visit": visit}})
+        in_visit = values[values["visit"] == visit]
+        detectors = source.detectors()
+        if len(detectors) and "visit" in detectors:
+            detectors = detectors[detectors["visit"] == visit]
+        if detector is None:
+            level, child_key = "visit", "detector"
+            own = in_visit[in_visit["level"] == "visit"]
+            children = _children(in_visit, "detector", detectors, ["detector"])
+        else:
+            detector = int(detector)
+            crumbs.append({"label": f"detector {detector}", "query": {
+                "view": "visits", "metric": metric, "band": band, "visit": visit, "detector": detector}})
+            level, child_key = "detector", None
+            own = in_visit[(in_visit["level"] == "detector") & (in_visit["detector"] == detector)]
+            children = pd.DataFrame()
+        dataset = entry.get("per_row_dataset", "")
+        if dataset.startswith("qaSourceValues"):
+            rows = source.source_values(visit, detector)
+        elif dataset.startswith("qaDetectorValues"):
+            rows = source.detector_values(visit)
+            if detector is not None and len(rows):
+                rows = rows[rows["detector"] == detector]
+        if len(rows):
+            columns = row_columns(rows, entry)
+    return DrillView("visit", entry, level, band, bands, {"visit": visit, "detector": detector},
+                     crumbs, own.reset_index(drop=True), children, child_key, rows.reset_index(drop=True),
+                     columns)
+
+
+def failures_view(source: DataSource) -> pd.DataFrame:
+    """Failed quanta, one row each (task label, data ID, exception, sky position when known)."""
+    return source.failures().reset_index(drop=True)
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """JSON-ready records: NaN -> None, numpy scalars -> Python, polygons -> lists."""
+    if frame is None or not len(frame):
+        return []
+    out = []
+    for record in frame.to_dict(orient="records"):
+        clean = {}
+        for key, value in record.items():
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
+            elif isinstance(value, (list, tuple)):
+                value = [list(v) if isinstance(v, (tuple, np.ndarray)) else v for v in value]
+            elif isinstance(value, np.generic):
+                value = value.item()
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None
+            elif value is pd.NA or value is pd.NaT:
+                value = None
+            clean[str(key)] = value
+        out.append(clean)
+    return out

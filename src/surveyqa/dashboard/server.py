@@ -1,0 +1,149 @@
+"""Run the dashboard: the Panel app and its JSON twins on one Bokeh/Tornado server, in a thread.
+
+The server listens on 127.0.0.1 unless told otherwise, accepts websocket connections only from
+the address it serves, and is stopped with `DashboardServer.stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import tempfile
+import threading
+import webbrowser
+from pathlib import Path
+
+import panel as pn
+
+from surveyqa.errors import SurveyQAError
+
+from .api import api_routes
+from .app import DashboardConfig, session_page
+from .source import CachedSource, DataSource, open_repository
+
+__all__ = ["serve", "serve_source", "DashboardServer"]
+
+log = logging.getLogger(__name__)
+
+
+class DashboardServer:
+    """A running dashboard: its URL and a way to stop it."""
+
+    def __init__(self, server, thread: threading.Thread, url: str, config: DashboardConfig):
+        self.server = server
+        self.thread = thread
+        self.url = url
+        self.config = config
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server and its thread."""
+        loop = self.server.io_loop
+
+        def shutdown():
+            self.server.stop()
+            loop.stop()
+
+        loop.add_callback(shutdown)
+        self.thread.join(timeout)
+
+    def wait(self) -> None:
+        """Block until the server stops (Ctrl-C stops it)."""
+        try:
+            while self.thread.is_alive():
+                self.thread.join(0.5)
+        except KeyboardInterrupt:
+            self.stop()
+
+
+def _free_port(address: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((address, 0))
+        return sock.getsockname()[1]
+
+
+def serve_source(source: DataSource, port: int = 0, show: bool = False, *, address: str = "127.0.0.1",
+                 title: str = "surveyqa", repo: str | None = None, collection: str | None = None,
+                 notebook_dir: Path | None = None) -> tuple[DashboardServer, str]:
+    """Serve the dashboard for any `DataSource`; returns once the server is listening.
+
+    Parameters
+    ----------
+    source : DataSource
+        Where the numbers come from (wrapped in a `CachedSource` shared by all sessions).
+    port : int
+        TCP port; 0 picks a free one.
+    show : bool
+        Open the page in the default web browser.
+    address : str
+        Interface to listen on (127.0.0.1: this machine only).
+    repo, collection : str, optional
+        Recorded in "open in Jupyter" notebooks.
+    notebook_dir : Path, optional
+        Where notebooks are written; a new temporary folder if omitted.
+    """
+    port = port or _free_port(address)
+    cached = source if isinstance(source, CachedSource) else CachedSource(source)
+    config = DashboardConfig(source=cached, title=title, repo=repo, collection=collection,
+                             notebook_dir=notebook_dir or Path(tempfile.mkdtemp(prefix="surveyqa-notebooks-")))
+    ready = threading.Event()
+    holder: dict = {}
+
+    def run() -> None:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        try:
+            server = pn.serve(lambda: session_page(config), port=port, address=address, show=False, start=False,
+                              title=title, websocket_origin=[f"{address}:{port}", f"localhost:{port}"],
+                              extra_patterns=api_routes(config), verbose=False)
+            server.start()
+        except OSError as exc:
+            holder["error"] = exc
+            ready.set()
+            return
+        holder["server"] = server
+        ready.set()
+        server.io_loop.start()
+
+    thread = threading.Thread(target=run, name=f"surveyqa-dashboard-{port}", daemon=True)
+    thread.start()
+    ready.wait(60)
+    if "error" in holder:
+        raise SurveyQAError(f"cannot listen on {address}:{port}: {holder['error']}", "choose another --port")
+    if "server" not in holder:
+        raise SurveyQAError("the dashboard server did not start within 60 s", "run with -vv to see why")
+    url = f"http://{address}:{port}/"
+    log.info("dashboard serving %s at %s", title, url)
+    if show:
+        webbrowser.open(url)
+    return DashboardServer(holder["server"], thread, url, config), url
+
+
+def serve(repo: str, collection: str, port: int = 0, show: bool = False, *, address: str = "127.0.0.1",
+          notebook_dir: Path | None = None) -> tuple[DashboardServer, str]:
+    """Serve the drill-down dashboard of a QA repository.
+
+    Parameters
+    ----------
+    repo : str
+        Butler repository path or URI.
+    collection : str
+        Collection holding the QA outputs.
+    port : int
+        TCP port; 0 picks a free one.
+    show : bool
+        Open the page in the default web browser.
+
+    Returns
+    -------
+    server : DashboardServer
+        Call ``server.stop()`` to stop it.
+    url : str
+        The quick-look page.
+    """
+    source = open_repository(str(repo), collection)
+    return serve_source(source, port, show, address=address, title=f"{Path(str(repo)).name} · {collection}",
+                        repo=str(repo), collection=collection, notebook_dir=notebook_dir)

@@ -1,0 +1,237 @@
+"""Where the dashboard's numbers come from: a small data-source interface and two sources.
+
+The dashboard reads through `DataSource`, the subset of `surveyqa.butler.QARepository` it
+needs, so a Butler repository is one source among others (an in-memory `TableSource` over
+tidy tables is the other: tests and exploring a metric table before it is ingested).
+`CachedSource` memoises the reads, per server, behind a lock: browser sessions share the
+read-only data, never their drill-down state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import pandas as pd
+
+from surveyqa.errors import SurveyQAError
+
+__all__ = ["DataSource", "TableSource", "CachedSource", "open_repository", "METRIC_COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+#: Columns of a tidy metric-value table (docs/data-model.md).
+METRIC_COLUMNS = [
+    "metric", "value", "unit", "level", "band", "tract", "patch", "visit", "detector",
+    "n", "selection", "aggregation", "spec", "threshold", "status", "note",
+]
+
+
+@runtime_checkable
+class DataSource(Protocol):
+    """What the dashboard reads; `surveyqa.butler.QARepository` satisfies it.
+
+    Polygons are lists of (RA, Dec) vertices in degrees; values are in the unit of their row.
+    """
+
+    def manifest(self) -> dict: ...
+
+    def metric_values(self, metric: str | None = None, level: str | None = None,
+                      where: Any = None) -> pd.DataFrame: ...
+
+    def object_values(self, tract: int, patch: int | None = None) -> pd.DataFrame: ...
+
+    def source_values(self, visit: int, detector: int | None = None) -> pd.DataFrame: ...
+
+    def detector_values(self, visit: int | None = None) -> pd.DataFrame: ...
+
+    def tracts(self) -> pd.DataFrame: ...
+
+    def patches(self, tract: int) -> pd.DataFrame: ...
+
+    def visits(self) -> pd.DataFrame: ...
+
+    def detectors(self) -> pd.DataFrame: ...
+
+    def failures(self) -> pd.DataFrame: ...
+
+
+class TableSource:
+    """A `DataSource` over tidy in-memory tables (no repository).
+
+    Parameters
+    ----------
+    metric_values : pandas.DataFrame
+        Tidy metric values with the columns of `METRIC_COLUMNS` (missing ones are filled with nulls).
+    manifest : dict, optional
+        The QA manifest; built from the table (one entry per metric, unit from its rows) if omitted.
+    tracts, patches, visits, detectors, failures : pandas.DataFrame, optional
+        Sky geometry (a ``polygon`` column of (RA, Dec) vertex lists, degrees) and failed quanta.
+    objects, sources : dict, optional
+        Per-row values: ``{tract: DataFrame}`` and ``{visit: DataFrame}``.
+    """
+
+    def __init__(self, metric_values: pd.DataFrame, manifest: dict | None = None, *,
+                 tracts: pd.DataFrame | None = None, patches: pd.DataFrame | None = None,
+                 visits: pd.DataFrame | None = None, detectors: pd.DataFrame | None = None,
+                 failures: pd.DataFrame | None = None, objects: dict | None = None,
+                 sources: dict | None = None):
+        values = metric_values.copy()
+        for column in METRIC_COLUMNS:
+            if column not in values:
+                values[column] = None
+        self._values = values
+        self._manifest = manifest or _manifest_from_values(values)
+        self._tracts = tracts if tracts is not None else pd.DataFrame(columns=["tract", "polygon"])
+        self._patches = patches if patches is not None else pd.DataFrame(columns=["tract", "patch", "polygon"])
+        self._visits = visits if visits is not None else pd.DataFrame(columns=["visit", "band", "polygon"])
+        self._detectors = (detectors if detectors is not None
+                           else pd.DataFrame(columns=["visit", "detector", "polygon"]))
+        self._failures = failures if failures is not None else pd.DataFrame(columns=["label", "ra", "dec"])
+        self._objects = objects or {}
+        self._sources = sources or {}
+
+    def manifest(self) -> dict:
+        return self._manifest
+
+    def metric_values(self, metric=None, level=None, where=None) -> pd.DataFrame:
+        frame = self._values
+        if metric is not None:
+            frame = frame[frame["metric"] == metric]
+        if level is not None:
+            frame = frame[frame["level"] == level]
+        return frame.reset_index(drop=True)
+
+    def object_values(self, tract, patch=None) -> pd.DataFrame:
+        frame = self._objects.get(int(tract), pd.DataFrame())
+        return frame[frame["patch"] == patch] if patch is not None and len(frame) else frame
+
+    def source_values(self, visit, detector=None) -> pd.DataFrame:
+        frame = self._sources.get(int(visit), pd.DataFrame())
+        return frame[frame["detector"] == detector] if detector is not None and len(frame) else frame
+
+    def detector_values(self, visit=None) -> pd.DataFrame:
+        return pd.DataFrame(columns=["visit", "detector"])
+
+    def tracts(self) -> pd.DataFrame:
+        return self._tracts
+
+    def patches(self, tract) -> pd.DataFrame:
+        return self._patches[self._patches["tract"] == tract]
+
+    def visits(self) -> pd.DataFrame:
+        return self._visits
+
+    def detectors(self) -> pd.DataFrame:
+        return self._detectors
+
+    def failures(self) -> pd.DataFrame:
+        return self._failures
+
+
+def _manifest_from_values(values: pd.DataFrame) -> dict:
+    """A minimal manifest for a table that came without one: one entry per metric."""
+    metrics = []
+    for name, rows in values.groupby("metric", sort=True):
+        unit = rows["unit"].dropna()
+        metrics.append({
+            "name": name,
+            "unit": str(unit.iloc[0]) if len(unit) else "",
+            "description": "",
+            "granularity": rows["level"].iloc[0],
+            "levels": sorted(rows["level"].dropna().unique().tolist()),
+            "specs": [],
+        })
+    return {"metrics": metrics}
+
+
+class CachedSource:
+    """Memoise a source's reads (least recently used first out), shared by all sessions of a server.
+
+    Parameters
+    ----------
+    source : DataSource
+        The source to read through.
+    maxsize : int
+        How many results to keep (a tract's per-object table is one result).
+    """
+
+    def __init__(self, source: DataSource, maxsize: int = 64):
+        self.source = source
+        self._cache: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._maxsize = maxsize
+
+    def _get(self, key: tuple, read: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        value = read()
+        with self._lock:
+            self._cache[key] = value
+            while len(self._cache) > self._maxsize:
+                self._cache.popitem(last=False)
+        return value
+
+    def manifest(self) -> dict:
+        return self._get(("manifest",), self.source.manifest)
+
+    def metric_values(self, metric=None, level=None, where=None) -> pd.DataFrame:
+        if where is not None:
+            return self.source.metric_values(metric=metric, level=level, where=where)
+        return self._get(("metric_values", metric, level),
+                         lambda: self.source.metric_values(metric=metric, level=level))
+
+    def object_values(self, tract, patch=None) -> pd.DataFrame:
+        whole = self._get(("object_values", int(tract)), lambda: self.source.object_values(int(tract)))
+        if patch is None or not len(whole):
+            return whole
+        return self._get(("object_values", int(tract), int(patch)),
+                         lambda: whole[whole["patch"] == int(patch)].reset_index(drop=True))
+
+    def source_values(self, visit, detector=None) -> pd.DataFrame:
+        whole = self._get(("source_values", int(visit)), lambda: self.source.source_values(int(visit)))
+        if detector is None or not len(whole):
+            return whole
+        return self._get(("source_values", int(visit), int(detector)),
+                         lambda: whole[whole["detector"] == int(detector)].reset_index(drop=True))
+
+    def detector_values(self, visit=None) -> pd.DataFrame:
+        return self._get(("detector_values", visit), lambda: self.source.detector_values(visit))
+
+    def tracts(self) -> pd.DataFrame:
+        return self._get(("tracts",), self.source.tracts)
+
+    def patches(self, tract) -> pd.DataFrame:
+        return self._get(("patches", int(tract)), lambda: self.source.patches(int(tract)))
+
+    def visits(self) -> pd.DataFrame:
+        return self._get(("visits",), self.source.visits)
+
+    def detectors(self) -> pd.DataFrame:
+        return self._get(("detectors",), self.source.detectors)
+
+    def failures(self) -> pd.DataFrame:
+        return self._get(("failures",), self.source.failures)
+
+
+def open_repository(repo: str, collection: str) -> DataSource:
+    """Open a QA repository written by the QA pipeline, with a clear error if it is not one.
+
+    Parameters
+    ----------
+    repo : str
+        Path or URI of the Butler repository.
+    collection : str
+        The collection holding the QA outputs (with their ``qaManifest``).
+    """
+    try:
+        from surveyqa.butler import QARepository
+    except ImportError as exc:  # the reader ships with surveyqa; a broken install is the user's to fix
+        raise SurveyQAError(f"cannot import the repository reader: {exc}",
+                            "reinstall surveyqa (pip install -e .)") from exc
+    return QARepository(repo, collection)
