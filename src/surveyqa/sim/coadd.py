@@ -60,7 +60,8 @@ def object_table(box: TractBox, truth: dict[str, np.ndarray], visits: list[Visit
         sg = truth["size"][inside] / COADD_PIXEL
         flux = flux_njy(truth[f"{band}_mag"][inside])
         psf_true = flux / (1 + (sg / sigma_psf) ** 2)
-        err = np.sqrt(sigma_sky**2 + psf_true * sigma_sky / 5.0) / np.sqrt(np.maximum(count, 1))
+        gain = float(np.median([10 ** (0.4 * (v.zero_point - AB_NJY)) for v in band_visits])) if band_visits else 1.0
+        err = np.sqrt(sigma_sky**2 + psf_true / gain) / np.sqrt(np.maximum(count, 1))
         psf = psf_true + rng.normal(0, 1, n) * err
         cm_err = err * 1.3
         cmodel = flux + rng.normal(0, 1, n) * cm_err

@@ -2,8 +2,8 @@
 
 One visit at a time (vectorized numpy), so that a survey of 10^8 sources is made in chunks and
 never held in memory at once. Noise model: sky-limited point-source noise from the visit's
-5-sigma depth plus Poisson and a 0.2 % calibration floor; astrometric noise FWHM / (2.35 S/N)
-plus a 5 mas floor; PSF second moments from the seeing with a smooth ellipticity field across
+5-sigma depth plus Poisson and a 0.15 % calibration floor; astrometric noise FWHM / (2.35 S/N)
+plus a 3 mas floor; PSF second moments from the seeing with a smooth ellipticity field across
 the focal plane.
 """
 
@@ -86,7 +86,8 @@ def observe_visit(visit: Visit, truth: dict[str, np.ndarray], config: SimConfig,
     dilution = 1.0 / (1.0 + (sg / sigma_psf) ** 2)
     sig_sky = visit.sigma_sky
     psf_true = flux * dilution
-    psf_err = np.sqrt(sig_sky**2 + psf_true * sig_sky / 5.0 + (0.002 * psf_true) ** 2)
+    gain = 10 ** (0.4 * (visit.zero_point - AB_NJY))  # counts per nJy
+    psf_err = np.sqrt(sig_sky**2 + psf_true / gain + (0.0015 * psf_true) ** 2)
     psf_flux = psf_true + rng.normal(0, 1, n) * psf_err
     snr = psf_flux / psf_err
     detected = snr >= 5.0
@@ -114,7 +115,7 @@ def observe_visit(visit: Visit, truth: dict[str, np.ndarray], config: SimConfig,
     extendedness = (size_ratio > 0.12).astype(np.float64)
 
     # Astrometry: centroid noise plus a floor; the defect offsets one detector in RA.
-    sigma_pos = np.hypot(visit.seeing / (2.35 * np.maximum(snr, 1.0)), 0.005)  # arcsec
+    sigma_pos = np.hypot(visit.seeing / (2.35 * np.maximum(snr, 1.0)), 0.003)  # arcsec
     cosd = np.cos(np.radians(truth["dec"][sel]))
     dra = rng.normal(0, 1, m) * sigma_pos
     ddec = rng.normal(0, 1, m) * sigma_pos
@@ -210,7 +211,7 @@ def ccd_visit_rows(visit: Visit, config: SimConfig, zp_error: float) -> dict[str
     sigma_pix = visit.seeing / 2.355 / config.pixel_scale
     for d in range(config.n_detectors):
         ras, decs = fp.detector_corners(d, visit.ra, visit.dec, visit.rotation)
-        zp = visit.zero_point + rng.normal(0, 0.004) + zp_error
+        zp = visit.zero_point + rng.normal(0, 0.002) + zp_error
         row = {
             "ccdVisitId": visit.id * 1000 + d, "visitId": visit.id, "detector": d,
             "physical_filter": visit.physical_filter, "band": visit.band,

@@ -31,8 +31,11 @@ class NoReferenceObjectsError(RuntimeError):
 
 
 def library_metrics() -> list[str]:
-    """Metrics of the library other than the health ones (SRD metrics: PA1, AM1, TE1, ...)."""
-    return [m for m in available_metrics() if not m.startswith("health.")]
+    """The SRD metrics of the library the tract task runs: PA1, the design variants of PA2, PF1,
+    AD and AF (minimum and stretch variants are the same measurement against other thresholds),
+    AM1-3 and TE1-2."""
+    return [m for m in available_metrics() if not m.startswith("health.")
+            and "_minimum" not in m and "_stretch" not in m]
 
 
 def _np(table: pa.Table, name: str) -> np.ndarray:
@@ -49,7 +52,12 @@ def _try_library(table, group_by, level, fixed) -> list[pa.Table]:
     out = []
     for name in library_metrics():
         try:
-            out.append(_measure(name, table, group_by, level, fixed))
+            values = _measure(name, table, group_by, level, fixed)
+            if name.endswith(("_gri", "_uzy")):  # a band-group variant applies to its own bands only
+                group = name[-3:]
+                keep = [b is not None and b in group for b in values.column("band").to_pylist()]
+                values = values.filter(pa.array(keep))
+            out.append(values)
         except (MissingColumnError, InsufficientDataError) as exc:
             log.debug("%s not measured: %s", name, exc)
         except SurveyQAError as exc:

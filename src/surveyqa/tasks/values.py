@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import astropy.units as u
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from surveyqa.errors import SurveyQAError
 from surveyqa.metrics.specs import OPERATORS
@@ -64,6 +65,9 @@ def to_metric_values(values: pa.Table, level: str, fixed: Mapping[str, object] |
             cols[name] = pa.array(["none"] * n, pa.string())
         else:
             cols[name] = pa.nulls(n, field.type)
+    for name in ("band", "column"):  # '' (no band / no column) is stored as null
+        col = cols[name]
+        cols[name] = pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
     return pa.table(cols, schema=METRIC_VALUE_SCHEMA)
 
 

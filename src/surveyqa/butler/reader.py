@@ -1,0 +1,290 @@
+"""Fast reads of QA outputs: `QARepository`.
+
+Dataset URIs are resolved once per dataset type through the registry, then the Parquet files
+behind them are read directly with DuckDB (one query over many files), not with one
+``butler.get`` per file: reading every metric value of hundreds of tracts is one scan.
+
+Example
+-------
+>>> qa = QARepository("demo-repo", "qa/demo")              # doctest: +SKIP
+>>> qa.metric_values("health.astromOffset", level="detector")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from surveyqa.butler.repo import check_collection, open_repo
+from surveyqa.errors import SurveyQAError
+
+__all__ = ["QARepository", "METRIC_VALUE_DATASETS"]
+
+log = logging.getLogger(__name__)
+
+METRIC_VALUE_DATASETS = ("qaMetricValues_visit", "qaMetricValues_tract", "qaMetricValues_detector")
+_WHERE_COLUMNS = ("metric", "level", "band", "tract", "patch", "visit", "detector", "column", "status", "spec")
+
+
+def _vertices(region) -> tuple[list[float], list[float]]:
+    """RA, Dec (degrees) of a sphgeom polygon's vertices."""
+    from lsst.sphgeom import LonLat
+
+    ras, decs = [], []
+    for v in region.getVertices():
+        ll = LonLat(v)
+        ras.append(ll.getLon().asDegrees())
+        decs.append(ll.getLat().asDegrees())
+    return ras, decs
+
+
+class QARepository:
+    """Read the QA outputs of one collection of a Butler repository as pandas DataFrames.
+
+    Parameters
+    ----------
+    repo : path-like
+        Butler repository root.
+    collection : str
+        Collection holding the QA run (the ``--output`` of ``surveyqa run`` or ``pipetask run -o``).
+
+    Raises
+    ------
+    SurveyQAError
+        One line saying what exists, if ``repo`` is not a repository or ``collection`` does not exist.
+    """
+
+    def __init__(self, repo: str | os.PathLike, collection: str):
+        self.repo = str(repo)
+        self.collection = collection
+        self.butler = open_repo(repo)
+        check_collection(self.butler, collection)
+        self._paths: dict[str, list[tuple[dict, str]]] = {}
+
+    def __repr__(self) -> str:
+        return f"QARepository({self.repo!r}, {self.collection!r})"
+
+    # -- dataset resolution ------------------------------------------------------------------
+    def datasets(self, dataset_type: str) -> list[tuple[dict, str]]:
+        """(data ID, local file path) of every dataset of a type in the collection (cached)."""
+        if dataset_type not in self._paths:
+            try:
+                refs = self.butler.query_datasets(dataset_type, collections=self.collection, find_first=True,
+                                                  explain=False)
+            except Exception as exc:  # unregistered dataset type: there is simply nothing to read
+                log.debug("no %s: %s", dataset_type, exc)
+                refs = []
+            uris = self.butler.get_many_uris(refs) if refs else {}
+            out = []
+            for ref in refs:
+                primary = uris[ref].primaryURI
+                if primary is None or not primary.isLocal:
+                    raise SurveyQAError(f"{dataset_type} {ref.dataId} is not a local file ({primary})",
+                                        "QARepository reads repositories with a local datastore")
+                out.append(({k: ref.dataId[k] for k in ref.dataId.required.keys()}, primary.ospath))
+            self._paths[dataset_type] = out
+        return self._paths[dataset_type]
+
+    def _read(self, dataset_type: str, where: Mapping[str, object] | None = None,
+              keep: callable = None, order: Sequence[str] = ()) -> pd.DataFrame:
+        import duckdb
+
+        files = [p for data_id, p in self.datasets(dataset_type) if keep is None or keep(data_id)]
+        if not files:
+            return pd.DataFrame()
+        sql = "SELECT * FROM read_parquet($files, union_by_name = true)"
+        params: dict[str, object] = {"files": files}
+        clauses = []
+        for i, (key, value) in enumerate((where or {}).items()):
+            if value is None:
+                continue
+            values = list(value) if isinstance(value, (list, tuple, set, np.ndarray)) else [value]
+            clauses.append(f'"{key}" IN (SELECT unnest($v{i}))')
+            params[f"v{i}"] = [v.item() if hasattr(v, "item") else v for v in values]
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        if order:
+            sql += " ORDER BY " + ", ".join(f'"{c}"' for c in order)
+        con = duckdb.connect()
+        try:
+            return con.execute(sql, params).df()
+        finally:
+            con.close()
+
+    # -- QA outputs --------------------------------------------------------------------------
+    def manifest(self) -> dict:
+        """The run's manifest (`qaManifest`): metrics, levels, selections, specs, dataset types."""
+        refs = self.butler.query_datasets("qaManifest", collections=self.collection, find_first=True, explain=False) \
+            if "qaManifest" in self._registered() else []
+        if not refs:
+            raise SurveyQAError(f"collection {self.collection!r} has no qaManifest",
+                                "is it the output collection of a QA run (surveyqa run ... --output)?")
+        return self.butler.get(refs[0])
+
+    def _registered(self) -> set[str]:
+        return {dt.name for dt in self.butler.registry.queryDatasetTypes("qa*")}
+
+    def metric_values(self, metric: str | Sequence[str] | None = None, level: str | Sequence[str] | None = None,
+                      where: Mapping[str, object] | None = None) -> pd.DataFrame:
+        """Metric values (docs/data-model.md columns), one row per metric and data ID.
+
+        Parameters
+        ----------
+        metric : str or list of str, optional
+            Full metric name(s), e.g. ``"validate_drp.PA1"``.
+        level : str or list of str, optional
+            ``detector``, ``visit``, ``patch`` or ``tract``.
+        where : mapping, optional
+            Column -> value (or list of values) filters on the data ID columns
+            (``{"tract": 100, "band": ["g", "r"], "status": "fail"}``).
+        """
+        filters = {"metric": metric, "level": level, **dict(where or {})}
+        unknown = sorted(set(filters) - set(_WHERE_COLUMNS))
+        if unknown:
+            raise SurveyQAError(f"cannot filter metric values on {unknown}", f"use {', '.join(_WHERE_COLUMNS)}")
+        parts = [self._read(dt, filters) for dt in METRIC_VALUE_DATASETS]
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            from surveyqa.tasks.values import METRIC_VALUE_SCHEMA
+
+            return METRIC_VALUE_SCHEMA.empty_table().to_pandas()
+        df = pd.concat(parts, ignore_index=True)
+        for key in ("tract", "patch", "visit", "detector", "n"):
+            df[key] = df[key].astype("Int64")
+        return df.sort_values(["metric", "level", "tract", "patch", "visit", "detector"], kind="stable",
+                              ignore_index=True)
+
+    def object_values(self, tract: int, patch: int | Sequence[int] | None = None) -> pd.DataFrame:
+        """Per-object values of a tract (`qaObjectValues_tract`), optionally of some patches."""
+        return self._read("qaObjectValues_tract", {"patch": patch}, keep=lambda d: d["tract"] == tract)
+
+    def source_values(self, visit: int, detector: int | Sequence[int] | None = None) -> pd.DataFrame:
+        """Per-source values of a visit (`qaSourceValues_visit`), optionally of some detectors."""
+        return self._read("qaSourceValues_visit", {"detector": detector}, keep=lambda d: d["visit"] == visit)
+
+    def detector_values(self, visit: int | Sequence[int] | None = None) -> pd.DataFrame:
+        """Per-detector values (`qaDetectorValues_visit`) of one, some or all visits."""
+        visits = None if visit is None else set(np.atleast_1d(visit).tolist())
+        return self._read("qaDetectorValues_visit", keep=None if visits is None else lambda d: d["visit"] in visits,
+                          order=("visit", "detector"))
+
+    def failures(self) -> pd.DataFrame:
+        """Quanta that did not succeed: label, data ID, status, exception type and message.
+
+        Read from ``qaQuantumStatus`` (written by ``surveyqa run``); for a run made by
+        ``pipetask run``, from the ``<label>_log`` datasets of quanta without ``<label>_metadata``.
+        """
+        status = self._read("qaQuantumStatus")
+        if len(status):
+            return status[status["status"] != "success"].reset_index(drop=True)
+        return self._failures_from_logs()
+
+    def _failures_from_logs(self) -> pd.DataFrame:
+        rows = []
+        names = {dt.name for dt in self.butler.registry.queryDatasetTypes("*_log")}
+        for log_type in sorted(names):
+            label = log_type[: -len("_log")]
+            logs = self.butler.query_datasets(log_type, collections=self.collection, find_first=True, explain=False)
+            done = set()
+            try:
+                meta = self.butler.query_datasets(f"{label}_metadata", collections=self.collection, find_first=True,
+                                                  explain=False)
+                done = {m.dataId for m in meta}
+            except Exception:  # no metadata dataset type: nothing succeeded
+                pass
+            for ref in logs:
+                if ref.dataId in done:
+                    continue
+                records = self.butler.get(ref)
+                errors = [r for r in records if r.levelname in ("ERROR", "CRITICAL")]
+                message = errors[-1].message if errors else ""
+                exc_type = message.split("Exception ", 1)[1].split(":", 1)[0] if "Exception " in message else None
+                exc_msg = message.split(": ", 1)[1] if exc_type and ": " in message else message
+                data_id = {k: ref.dataId[k] for k in ref.dataId.required.keys()}
+                rows.append({"label": label, "status": "failed", **data_id, "exception_type": exc_type,
+                             "message": exc_msg,
+                             "data_id": ", ".join(f"{k}={v}" for k, v in data_id.items())})
+        return pd.DataFrame(rows)
+
+    # -- geometry ----------------------------------------------------------------------------
+    def tracts(self) -> pd.DataFrame:
+        """Tracts with QA outputs: skymap, tract, RA/Dec vertices (deg) and the bands measured."""
+        tracts = {d["tract"]: d["skymap"] for d, _ in self.datasets("qaMetricValues_tract")}
+        bands = self._bands_by("tract")
+        rows = []
+        for rec in self.butler.query_dimension_records("tract", explain=False):
+            if rec.id in tracts and rec.skymap == tracts[rec.id]:
+                ra, dec = _vertices(rec.region)
+                rows.append({"skymap": rec.skymap, "tract": rec.id, "ra": ra, "dec": dec,
+                             "bands": bands.get(rec.id, [])})
+        return pd.DataFrame(rows, columns=["skymap", "tract", "ra", "dec", "bands"])
+
+    def patches(self, tract: int) -> pd.DataFrame:
+        """Patches of a tract: patch, RA/Dec vertices (deg)."""
+        rows = []
+        skymaps = {d["skymap"] for d, _ in self.datasets("qaMetricValues_tract") if d["tract"] == tract}
+        skymaps = skymaps or {r.name for r in self.butler.query_dimension_records("skymap", explain=False)}
+        records = [rec for skymap in sorted(skymaps) for rec in self.butler.query_dimension_records(
+            "patch", where="skymap = sm AND tract = t", bind={"sm": skymap, "t": int(tract)}, explain=False)]
+        for rec in records:
+            ra, dec = _vertices(rec.region)
+            rows.append({"skymap": rec.skymap, "tract": rec.tract, "patch": rec.id, "ra": ra, "dec": dec})
+        return pd.DataFrame(rows, columns=["skymap", "tract", "patch", "ra", "dec"]).sort_values("patch",
+                                                                                               ignore_index=True)
+
+    def visits(self) -> pd.DataFrame:
+        """Visits with QA outputs: visit, band, physical_filter, day_obs, RA/Dec vertices (deg)."""
+        with_qa = {d["visit"] for d, _ in self.datasets("qaMetricValues_visit")}
+        rows = []
+        for rec in self.butler.query_dimension_records("visit", explain=False):
+            if rec.id in with_qa:
+                ra, dec = _vertices(rec.region)
+                rows.append({"instrument": rec.instrument, "visit": rec.id, "band": rec.physical_filter.split("_")[0]
+                             if rec.physical_filter else None, "physical_filter": rec.physical_filter,
+                             "day_obs": rec.day_obs, "ra": ra, "dec": dec})
+        df = pd.DataFrame(rows, columns=["instrument", "visit", "band", "physical_filter", "day_obs", "ra", "dec"])
+        if len(df):
+            bands = {r.name: r.band for r in self.butler.query_dimension_records("physical_filter", explain=False)}
+            df["band"] = df["physical_filter"].map(bands)
+        return df.sort_values("visit", ignore_index=True)
+
+    def detectors(self, visit: int | None = None) -> pd.DataFrame:
+        """(visit, detector) sky polygons: RA/Dec vertices (deg) from ``visit_detector_region``."""
+        with_qa = {d["visit"] for d, _ in self.datasets("qaMetricValues_visit")}
+        where = f"visit = {int(visit)}" if visit is not None else ""
+        rows = []
+        instruments = sorted({r.name for r in self.butler.query_dimension_records("instrument", explain=False)})
+        records = [rec for inst in instruments for rec in self.butler.query_dimension_records(
+            "visit_detector_region", where=("instrument = inst" + (" AND " + where if where else "")),
+            bind={"inst": inst}, explain=False)]
+        for rec in records:
+            if rec.visit in with_qa:
+                ra, dec = _vertices(rec.region)
+                rows.append({"instrument": rec.instrument, "visit": rec.visit, "detector": rec.detector,
+                             "ra": ra, "dec": dec})
+        return pd.DataFrame(rows, columns=["instrument", "visit", "detector", "ra", "dec"]).sort_values(
+            ["visit", "detector"], ignore_index=True)
+
+    def _bands_by(self, key: str) -> dict:
+        df = self._read("qaMetricValues_tract")
+        if not len(df):
+            return {}
+        df = df[df["band"].notna()]
+        return {k: sorted(set(g["band"])) for k, g in df.groupby(key)}
+
+    def truth(self) -> dict | None:
+        """The simulation's truth manifest (`simTruth`) when the inputs are a `surveyqa sim` survey."""
+        try:
+            refs = self.butler.query_datasets("simTruth", collections=self.collection, find_first=True, explain=False)
+        except Exception:  # not a simulated survey
+            return None
+        return self.butler.get(refs[0]) if refs else None
+
+
+def _is_repo(path: str | Path) -> bool:
+    return (Path(path) / "butler.yaml").is_file()
