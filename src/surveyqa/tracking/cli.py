@@ -41,8 +41,9 @@ def track() -> None:
 @track.command()
 @_db
 @_config
-def init(db: str | None, config_path: str | None) -> None:
-    """Create or upgrade the tracking database.
+@click.option("--seed/--no-seed", default=True, show_default=True, help="Load the known metric definitions and specs.")
+def init(db: str | None, config_path: str | None, seed: bool) -> None:
+    """Create or upgrade the tracking database and load the known metric definitions.
 
     \b
     Example:
@@ -53,6 +54,11 @@ def init(db: str | None, config_path: str | None) -> None:
     cfg = _cfg(config_path, db=db)
     engine = open_database(cfg.db)
     click.echo(f"tracking database ready: {engine.url.render_as_string(hide_password=True)}")
+    if seed:
+        from surveyqa.tracking.seed import seed_definitions
+
+        n_metrics, n_specs = seed_definitions(engine)
+        click.echo(f"known metrics: {n_metrics}, specs: {n_specs}")
 
 
 @track.group()
