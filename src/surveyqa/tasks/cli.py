@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["run"]
+__all__ = ["run", "quiet_executor_logs"]
+
+
+def quiet_executor_logs() -> None:
+    """Keep the executor's per-failure ERROR lines off the terminal (the CLI reports failures itself);
+    they still go into each quantum's ``<label>_log`` dataset."""
+    import logging
+
+    noisy = ("lsst.pipe.base.single_quantum_executor", "lsst.utils.packages")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda record: not record.name.startswith(noisy))
 
 
 @click.command("run")
@@ -30,6 +40,7 @@ def run(repo, inputs, output, jobs, where, pipeline, quiet):
 
     from surveyqa.tasks.executor import run_qa
 
+    quiet_executor_logs()
     bar = None
 
     def progress(status, done, total):

@@ -1,0 +1,177 @@
+"""`surveyqa demo`: a simulated survey with every defect, the QA pipeline over it, the quick look,
+and the dashboard — the first thing a new user runs.
+
+`run_demo` is the public function; `quick_look` turns a QA run into the summary lines printed
+(metrics with pass/fail counts, the failing values, failed quanta, and the injected defects next
+to what the QA flagged).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from surveyqa.errors import SurveyQAError
+
+__all__ = ["demo", "run_demo", "quick_look", "DEMO_INPUT", "DEMO_OUTPUT"]
+
+log = logging.getLogger(__name__)
+
+DEMO_INPUT = "sim"
+DEMO_OUTPUT = "qa/demo"
+
+
+def run_demo(repo: str | Path = "demo-repo", seed: int = 1, jobs: int = 1, say: Callable[[str], None] = log.info,
+             progress=None) -> tuple[str, str]:
+    """Make the demo repository (or reuse a finished one) and run the QA pipeline over it.
+
+    Returns
+    -------
+    repo, collection : str
+        Where the QA outputs are.
+    """
+    from surveyqa.sim import DefectConfig, SimConfig, make_survey
+    from surveyqa.tasks.executor import run_qa
+
+    repo = Path(repo)
+    if (repo / "butler.yaml").exists():
+        from surveyqa.butler.repo import open_repo
+
+        names = set(open_repo(repo).collections.query("*"))
+        if DEMO_OUTPUT in names:
+            say(f"reusing the demo repository {repo} (remove it to start again)")
+            return str(repo), DEMO_OUTPUT
+        if DEMO_INPUT not in names:
+            raise SurveyQAError(f"{repo} is a Butler repository but not a surveyqa demo one",
+                                "give another --repo path")
+    else:
+        say(f"simulating a survey with every defect into {repo}")
+        make_survey(str(repo), SimConfig(seed=seed, defects=DefectConfig.all_on()), collection=DEMO_INPUT,
+                    progress=say)
+    say(f"running the QA pipeline: {DEMO_INPUT} -> {DEMO_OUTPUT}")
+    run_qa(str(repo), DEMO_INPUT, DEMO_OUTPUT, jobs=jobs, progress=progress)
+    return str(repo), DEMO_OUTPUT
+
+
+def quick_look(repo: str | Path, collection: str) -> list[str]:
+    """The quick-look summary of a QA run, as lines of text.
+
+    Per metric: number of values, how many fail their spec, the spec and the worst value; then
+    each failing value with its data ID, the failed quanta, and, for a simulated survey, each
+    injected defect next to the values that single it out.
+    """
+    from surveyqa.butler.reader import QARepository
+
+    qa = QARepository(repo, collection)
+    values = qa.metric_values()
+    lines = [f"Quick look: {repo} · {collection}", ""]
+    lines.append(f"{'metric':34s} {'values':>6s} {'fail':>5s}  spec")
+    for name, group in values.groupby("metric", sort=True):
+        fails = int((group["status"] == "fail").sum())
+        spec = group["spec"].dropna()
+        spec_text = ""
+        if len(spec):
+            row = group[group["spec"].notna()].iloc[0]
+            spec_text = f"{spec.iloc[0].rsplit('.', 1)[-1]} {row['threshold']:g} {row['unit']}"
+        mark = "FAIL" if fails else ("pass" if len(spec) else "-")
+        lines.append(f"{name:34s} {len(group):6d} {fails:5d}  {spec_text:24s} {mark}")
+    failing = values[values["status"] == "fail"]
+    lines += ["", f"Failing values ({len(failing)}):"]
+    for _, row in failing.head(40).iterrows():
+        lines.append(f"  {row['metric']:30s} {_data_id(row):40s} {row['value']:.4g} {row['unit']} "
+                     f"(spec {row['threshold']:g})")
+    if len(failing) > 40:
+        lines.append(f"  ... {len(failing) - 40} more")
+    failures = qa.failures()
+    lines += ["", f"Failed quanta ({len(failures)}):"]
+    for _, row in failures.iterrows():
+        lines.append(f"  {row['label']} {row['data_id']}: {row.get('exception_type')}: {row['message']}")
+    truth = qa.truth()
+    if truth and truth.get("defects"):
+        lines += ["", "Injected defects and what the QA flagged:"]
+        for line in _defect_lines(truth["defects"], failing, failures):
+            lines.append("  " + line)
+    return lines
+
+
+def _data_id(row) -> str:
+    import pandas as pd
+
+    parts = []
+    for key in ("tract", "patch", "visit", "detector", "band", "column"):
+        value = row.get(key)
+        if value is not None and not pd.isna(value):
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def _defect_lines(defects: dict, failing, failures) -> list[str]:
+    out = []
+    if "bad_astrometry_detector" in defects:
+        d = defects["bad_astrometry_detector"]
+        flagged = sorted(set(failing[failing["metric"] == "health.astromOffset"]["detector"].dropna().astype(int)))
+        out.append(f"detector {d['detector']} offset by {d['offset']} {d['unit']}: health.astromOffset fails on "
+                   f"detector(s) {flagged}")
+    if "bad_zeropoint_visit" in defects:
+        d = defects["bad_zeropoint_visit"]
+        sub = failing[(failing["metric"] == "health.zeroPointOffset") & (failing["level"] == "visit")]
+        out.append(f"visit {d['visit']} zero point off by {d['offset']} {d['unit']}: health.zeroPointOffset fails on "
+                   f"visit(s) {sorted(set(sub['visit'].dropna().astype(int)))}")
+    if "empty_region" in defects:
+        d = defects["empty_region"]
+        sub = failing[failing["metric"] == "health.emptyCellFraction"]
+        out.append(f"hole in the coadd of tract {d['tract']} patch {d['patch']}: health.emptyCellFraction fails on "
+                   f"patch(es) {sorted(set(sub['patch'].dropna().astype(int)))}")
+    if "nan_flux_column" in defects:
+        d = defects["nan_flux_column"]
+        sub = failing[failing["metric"] == "health.nanFraction"]
+        cols = sorted({f"{b}_{c}" if b else c for b, c in zip(sub["band"], sub["column"])})
+        out.append(f"{d['column']} NaN in {d['dataset']}: health.nanFraction fails on {cols}")
+    if "outside_refcat" in defects:
+        d = defects["outside_refcat"]
+        failed = sorted((int(v), int(k)) for v, k in zip(failures.get("visit", []), failures.get("detector", []))
+                        if v == v and k == k)
+        out.append(f"reference catalog hole under {len(d.get('failing', []))} (visit, detector): failed quanta "
+                   f"{failed}")
+    return out
+
+
+@click.command("demo")
+@click.option("--repo", default="demo-repo", show_default=True, type=click.Path(file_okay=False),
+              help="Where to make (or reuse) the demo repository.")
+@click.option("--no-serve", is_flag=True, help="Stop after the QA outputs and the summary.")
+@click.option("--port", default=0, show_default=True, help="Dashboard port (0: a free one).")
+@click.option("--seed", default=1, show_default=True, help="Seed of the simulation.")
+@click.option("-j", "--jobs", default=1, show_default=True, help="Worker processes for the QA run.")
+def demo(repo, no_serve, port, seed, jobs):
+    """Simulated survey with injected defects -> QA pipeline -> quick look -> dashboard.
+
+    Makes REPO (default ./demo-repo) with `surveyqa sim --defect all`, runs the QA pipeline into
+    collection qa/demo, prints which metrics pass and fail and which defects were caught, then
+    serves the drill-down dashboard and prints its URL (Ctrl-C stops it).
+
+    \b
+    Example:
+        surveyqa demo
+        surveyqa demo --no-serve --repo /tmp/demo
+    """
+    from surveyqa.tasks.cli import quiet_executor_logs
+
+    quiet_executor_logs()
+    repo, collection = run_demo(repo, seed=seed, jobs=jobs, say=click.echo)
+    for line in quick_look(repo, collection):
+        click.echo(line)
+    if no_serve:
+        return
+    try:
+        from surveyqa.dashboard import serve
+    except (ImportError, AttributeError):
+        click.echo("The dashboard is not available in this installation (surveyqa.dashboard.serve); "
+                   f"the QA outputs are in {repo}, collection {collection}.")
+        return
+    server, url = serve(repo, collection, port=port)
+    click.echo(f"Dashboard: {url}  (Ctrl-C to stop)")
+    server.wait()
