@@ -86,23 +86,64 @@ class TrackingService:
     # -- checks -------------------------------------------------------------------------------
 
     def check_run(self, run_id: int, series_ids: list[int]) -> list[int]:
-        """Check every series that got a value in ``run_id`` and the dataset's silent series."""
-        opened = []
+        """Check every series that got a value in ``run_id`` and the dataset's silent series.
+
+        Reads are batched (one query for the latest ``window`` values of all series, one for
+        their open alerts); only series with something to record are written.
+        """
+        opened: list[int] = []
         with self.store.write_lock():
             with self.engine.connect() as conn:
                 run = conn.execute(sa.select(run_t).where(run_t.c.id == run_id)).one()
+                batch = self._load_batch(conn, run, series_ids)
             for sid in series_ids:
-                opened.extend(self._check_series(sid, run))
+                opened.extend(self._check_series(sid, run, *batch))
             opened.extend(self._check_stale(run, set(series_ids)))
+        for aid in opened:
+            self._deliver(aid)
         return opened
 
-    def _series_info(self, conn: sa.Connection, sid: int) -> Any:
-        return conn.execute(
+    def _load_batch(self, conn: sa.Connection, run: Any, series_ids: list[int]) -> tuple:
+        depth = self.config.window + self.config.min_size + 2
+        infos, rows, open_alerts, earlier = {}, {sid: [] for sid in series_ids}, {}, {sid: [] for sid in series_ids}
+        thresholds: dict[str, list[Threshold]] = {}
+        for i in range(0, len(series_ids), 500):
+            chunk = series_ids[i : i + 500]
+            for r in conn.execute(self._info_query().where(series_t.c.id.in_(chunk))):
+                infos[r.id] = r
+                if r.name not in thresholds:
+                    thresholds[r.name] = self.thresholds(conn, r.name, r.unit, run.meta or {})
+            ranked = (
+                sa.select(
+                    value_t.c.series_id,
+                    value_t.c.run_id,
+                    value_t.c.value,
+                    value_t.c.run_time,
+                    sa.func.row_number()
+                    .over(partition_by=value_t.c.series_id, order_by=(value_t.c.run_time.desc(), value_t.c.run_id.desc()))
+                    .label("rank"),
+                )
+                .where(value_t.c.series_id.in_(chunk))
+                .subquery()
+            )
+            q = sa.select(ranked).where(ranked.c.rank <= depth).order_by(ranked.c.series_id, ranked.c.run_time, ranked.c.run_id)
+            for r in conn.execute(q):
+                rows[r.series_id].append(r)
+            for a in conn.execute(sa.select(alert_t).where(alert_t.c.series_id.in_(chunk))):
+                earlier[a.series_id].append(a.first_bad_run_id)
+                if a.status == "open":
+                    open_alerts[a.series_id] = a
+        return infos, rows, thresholds, open_alerts, earlier
+
+    def _info_query(self) -> sa.Select:
+        return (
             sa.select(series_t.c.id, series_t.c.dataset, metric_t.c.name, metric_t.c.unit, metric_t.c.higher_is_better, data_id_t.c.key)
             .join(metric_t, metric_t.c.id == series_t.c.metric_id)
             .join(data_id_t, data_id_t.c.id == series_t.c.data_id_id)
-            .where(series_t.c.id == sid)
-        ).one()
+        )
+
+    def _series_info(self, conn: sa.Connection, sid: int) -> Any:
+        return conn.execute(self._info_query().where(series_t.c.id == sid)).one()
 
     def thresholds(self, conn: sa.Connection, metric: str, unit: str, meta: dict[str, Any]) -> list[Threshold]:
         """The specs of ``metric`` that apply to a run with ``meta``, converted to ``unit``."""
@@ -118,28 +159,22 @@ class TrackingService:
             out.append(Threshold(s["name"], th["operator"], float(value)))
         return out
 
-    def _check_series(self, sid: int, run: Any) -> list[int]:
-        cfg = self.config
-        with self.engine.connect() as conn:
-            info = self._series_info(conn, sid)
-            rows = conn.execute(
-                sa.select(value_t.c.run_id, value_t.c.value)
-                .where(value_t.c.series_id == sid)
-                .order_by(value_t.c.run_time, value_t.c.run_id)
-            ).all()
-            thresholds = self.thresholds(conn, info.name, info.unit, run.meta or {})
-        run_ids = [r.run_id for r in rows]
+    def _check_series(self, sid: int, run: Any, infos: dict, rows: dict, thresholds: dict, open_alerts: dict, earlier: dict) -> list[int]:
+        info = infos[sid]
+        series_rows = rows[sid]
+        run_ids = [r.run_id for r in series_rows]
         if not run_ids or run_ids[-1] != run.id:
             return []  # a late run, older than the newest value: nothing new at the head of the series
-        values = np.array([np.nan if r.value is None else r.value for r in rows], dtype=float)
+        values = np.array([np.nan if r.value is None else r.value for r in series_rows], dtype=float)
+        limits = thresholds[info.name]
+        open_alert = open_alerts.get(sid)
+        findings = check_series(values, self.config, limits, info.higher_is_better)
+        close = open_alert is not None and not findings and self._recovered(values[-1], open_alert, limits)
+        if not findings and not close:
+            return []
         opened = []
         with self.engine.begin() as conn:
-            open_alert = conn.execute(
-                sa.select(alert_t).where(alert_t.c.series_id == sid, alert_t.c.status == "open")
-            ).first()
-            findings = check_series(values, cfg, thresholds, info.higher_is_better)
-            newest_bad = [f for f in findings if f.first_bad == len(values) - 1 or f.check == "changepoint"]
-            if open_alert is not None and not findings and self._recovered(values[-1], open_alert, thresholds):
+            if close:
                 conn.execute(
                     alert_t.update()
                     .where(alert_t.c.id == open_alert.id)
@@ -147,13 +182,12 @@ class TrackingService:
                 )
                 log.info("alert %d closed: %s recovered", open_alert.id, info.name)
                 open_alert = None
-            for f in newest_bad:
-                new_id = self._record(conn, info, f, run_ids, open_alert)
+            for f in findings:
+                new_id = self._record(conn, info, f, run_ids, open_alert, earlier[sid])
                 if new_id is not None:
                     opened.append(new_id)
+                    earlier[sid].append(run_ids[f.first_bad])
                     open_alert = conn.execute(sa.select(alert_t).where(alert_t.c.id == new_id)).one()
-        for aid in opened:
-            self._deliver(aid)
         return opened
 
     @staticmethod
@@ -164,7 +198,7 @@ class TrackingService:
             return True
         return abs(value - alert.before) <= abs(value - alert.after)
 
-    def _record(self, conn: sa.Connection, info: Any, f: Finding, run_ids: list[int], open_alert: Any) -> int | None:
+    def _record(self, conn: sa.Connection, info: Any, f: Finding, run_ids: list[int], open_alert: Any, earlier: list[int]) -> int | None:
         first_bad = run_ids[f.first_bad]
         last_good = run_ids[f.last_good] if f.last_good is not None else None
         if open_alert is not None:
@@ -172,8 +206,8 @@ class TrackingService:
                 conn.execute(alert_t.update().where(alert_t.c.id == open_alert.id).values(checks=[*open_alert.checks, f.check]))
             return None
         position = {rid: i for i, rid in enumerate(run_ids)}
-        for earlier in conn.execute(sa.select(alert_t.c.first_bad_run_id).where(alert_t.c.series_id == info.id)):
-            pos = position.get(earlier.first_bad_run_id)
+        for first_bad_run in earlier:
+            pos = position.get(first_bad_run)
             if pos is not None and abs(pos - f.first_bad) <= self.config.min_size:
                 return None  # the same regression, seen again
         changes = queries.code_changes(conn, last_good, first_bad) if last_good else []
@@ -236,8 +270,6 @@ class TrackingService:
                         .returning(alert_t.c.id)
                     ).scalar_one()
                 )
-        for aid in opened:
-            self._deliver(aid)
         return opened
 
     # -- alerts -------------------------------------------------------------------------------
