@@ -20,12 +20,15 @@ DEFECT_NAMES = ["bad-astrometry-detector", "bad-zeropoint-visit", "empty-region"
 @click.option("--density", default=50000.0, show_default=True, help="True objects per square degree (to r=26.5).")
 @click.option("--detectors", "detectors_per_side", default=3, show_default=True,
               help="Detectors per side of the square focal plane.")
+@click.option("--tract-size", default=1.0, show_default=True,
+              help="Tract side, degrees (at most twice the focal plane's width, so 4 visits cover it).")
 @click.option("--defect", "defects", multiple=True, type=click.Choice(["all", *DEFECT_NAMES]),
               help="Inject a defect (repeatable; 'all' for every one). Off by default.")
 @click.option("--collection", default="sim", show_default=True, help="RUN collection to write.")
 @click.option("--registry-db", default=None, help="PostgreSQL URL for the registry (postgresql+psycopg2://...); "
                                                   "SQLite inside the repository by default.")
-def sim(repo, seed, tracts, visits, bands, density, detectors_per_side, defects, collection, registry_db):
+def sim(repo, seed, tracts, visits, bands, density, detectors_per_side, tract_size, defects, collection,
+        registry_db):
     """Make a simulated survey, shaped like Rubin's data release outputs, in a new Butler repository REPO.
 
     Writes sourceTable_visit, objectTable_tract, visitTable, ccdVisitTable, the isolated-star
@@ -40,7 +43,8 @@ def sim(repo, seed, tracts, visits, bands, density, detectors_per_side, defects,
     from surveyqa.sim.build import make_survey
 
     config = SimConfig(seed=seed, tracts=tracts, visits=visits, bands=tuple(bands), density=density,
-                       detectors_per_side=detectors_per_side, defects=DefectConfig.from_names(list(defects)))
+                       detectors_per_side=detectors_per_side, tract_size=tract_size,
+                       defects=DefectConfig.from_names(list(defects)))
     result = make_survey(repo, config, collection=collection, registry_db=registry_db, progress=click.echo)
     click.echo(f"simulated survey in {result.repo}, collection {result.collection}: "
                f"{result.n_visits} visits, {result.n_sources} sources, {result.n_objects} objects")

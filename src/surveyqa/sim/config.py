@@ -143,6 +143,10 @@ class SimConfig:
             raise SurveyQAError("tracts, visits and bands must be at least 1")
         if self.density <= 0:
             raise SurveyQAError("density must be positive", "objects per square degree, e.g. 50000")
+        if not 0 < self.tract_size <= 2 * self.detectors_per_side * self.detector_size:
+            raise SurveyQAError(f"tract size {self.tract_size} deg is not covered by 4 visits of a "
+                                f"{self.detectors_per_side * self.detector_size:.3f} deg focal plane",
+                                "use a smaller --tract-size or more --detectors")
         if self.defects.bad_zeropoint_visit and len(self.bands) * self.visits < 2:
             raise SurveyQAError("a bad-zero-point visit needs at least two visits")
 

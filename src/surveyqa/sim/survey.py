@@ -49,7 +49,7 @@ def make_truth(config: SimConfig) -> dict[str, np.ndarray]:
     area = (ra_max - ra_min) * (dec_max - dec_min)
     n = int(rng.poisson(config.density * area))
     is_star = rng.random(n) < config.star_fraction
-    mag_r = np.where(is_star, _power_law_mags(rng, n, 0.02, 16.5, 26.5), _power_law_mags(rng, n, 0.35, 17.0, 26.5))
+    mag_r = np.where(is_star, _power_law_mags(rng, n, -0.1, 16.5, 26.5), _power_law_mags(rng, n, 0.35, 17.0, 26.5))
     g_r = np.where(is_star, rng.uniform(0.2, 1.4, n), rng.normal(0.7, 0.25, n))
     truth = {
         "truthId": np.arange(1, n + 1, dtype=np.int64),
