@@ -15,3 +15,12 @@ def shared_data() -> Path:
     """The folder of real data (`../shared/data`); every test that needs it fails loudly without it."""
     assert SHARED_DATA.is_dir(), f"real test data not found at {SHARED_DATA}"
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_repo(tmp_path_factory) -> tuple[str, str]:
+    """The `surveyqa demo` repository (simulated survey with every defect + its QA run), built
+    once per test session: ``(repo_path, collection)``."""
+    from surveyqa.demo import run_demo
+
+    return run_demo(tmp_path_factory.mktemp("demo") / "demo-repo")
