@@ -176,7 +176,7 @@ def drill_panel(source, state: DrillState, extras: list | None = None) -> pn.vie
             sky_items.insert(0, pn.pane.HoloViews(plots.series(view.children, key, unit, tags),
                                                   sizing_mode="stretch_width"))
         body.append(pn.Row(pn.Column(*sky_items, sizing_mode="stretch_width"),
-                           pn.Column(pn.pane.HTML(f"<h3>{key}s</h3>"), _children_table(view, pick),
+                           pn.Column(pn.pane.HTML(f"<h3>{key}{'es' if key.endswith('ch') else 's'}</h3>"), _children_table(view, pick),
                                      width=420), sizing_mode="stretch_width"))
         if not len(view.rows):
             body.append(pn.pane.HoloViews(plots.histogram(view.children["value"], unit, tags),

@@ -109,7 +109,7 @@ def quicklook(source: DataSource, sky_metric: str | None = None, band: str | Non
                 rows.append({
                     "metric": entry["name"], "band": band_name or None,
                     "value": float(np.nanmedian(group["value"])) if group["value"].notna().any() else math.nan,
-                    "unit": group["unit"].iloc[0], "level": f"median of {len(group)} {group['level'].iloc[0]}s",
+                    "unit": group["unit"].iloc[0], "level": f"median of {len(group)} {group['level'].iloc[0]} values",
                     "status": _status(group["status"]), "spec": group["spec"].dropna().iloc[0]
                     if group["spec"].notna().any() else None,
                     "threshold": math.nan, "n": int(len(group)), "note": None,
@@ -133,14 +133,16 @@ def _summary_row(entry: dict, row: pd.Series) -> dict:
 
 def _sky_values(source: DataSource, metric: str, band: str | None) -> tuple[pd.DataFrame, list, str | None]:
     """Per-tract (or, for visit metrics, per-visit) values of one metric and band, with polygons."""
+    entry = metric_entry(source, metric)
     values = source.metric_values(metric=metric)
     level = "tract" if (values["level"] == "tract").any() else "visit"
     values = values[values["level"] == level]
     bands = sorted(values["band"].dropna().unique().tolist())
     if bands:
         band = band if band in bands else bands[0]
-        values = values[values["band"] == band]
+        values = _band_filter(values, band)
     geometry = source.tracts() if level == "tract" else source.visits()
+    values = rollup(values, [level], entry.get("higher_is_better"))
     return _with_polygons(values, geometry, level), bands, band
 
 
@@ -162,6 +164,10 @@ def _header(source: DataSource) -> dict:
             break
     else:
         header["sources"] = source.manifest().get("counts", {}).get("sources")
+        if header["sources"] is None:
+            detectors = source.detector_values()
+            if "sourceCount" in detectors:
+                header["sources"] = int(detectors["sourceCount"].sum())
     return header
 
 
@@ -251,15 +257,65 @@ class DrillView:
 
 
 def _band_filter(frame: pd.DataFrame, band: str | None) -> pd.DataFrame:
+    """Rows of one band, and the band-independent rows (null band)."""
     if band is None or "band" not in frame or not frame["band"].notna().any():
         return frame
-    return frame[frame["band"] == band]
+    return frame[(frame["band"] == band) | frame["band"].isna()]
 
 
-def _children(values: pd.DataFrame, level: str, geometry: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    children = _with_polygons(values[values["level"] == level], geometry, keys)
+def rollup(rows: pd.DataFrame, keys: list[str], higher_is_better: bool | None) -> pd.DataFrame:
+    """One row per ``keys``: the worst value among several (e.g. one per column or band) stands for them.
+
+    A failing row is worse than a passing one; between equals the larger value is worse unless
+    ``higher_is_better``. ``n_values`` counts the rows that were rolled up.
+    """
+    if not len(rows):
+        return rows.assign(n_values=pd.Series(dtype="int64"))
+    ranked = rows.assign(_fail=(rows["status"] == "fail").astype(int),
+                         _v=rows["value"].astype(float) * (-1.0 if higher_is_better else 1.0))
+    ranked = ranked.sort_values(["_fail", "_v"], ascending=False, na_position="last", kind="stable")
+    counts = ranked.groupby(keys, dropna=False).size().rename("n_values")
+    worst = ranked.drop_duplicates(subset=keys, keep="first").drop(columns=["_fail", "_v"])
+    return worst.merge(counts.reset_index(), on=keys, how="left")
+
+
+def _aggregate_up(rows: pd.DataFrame, keys: list[str], level: str) -> pd.DataFrame:
+    """Median of finer-level values per ``keys`` (status fail if any row fails): a level the run did not store."""
+    if not len(rows):
+        return rows
+    grouped = rows.groupby(keys, dropna=False)
+    out = grouped.agg(value=("value", "median"), n=("value", "size"), unit=("unit", "first"),
+                      band=("band", "first")).reset_index()
+    out["status"] = grouped["status"].agg(lambda s: _status(s)).to_numpy()
+    out["level"] = level
+    out["note"] = f"median of {rows['level'].iloc[0]} values"
+    return out
+
+
+def _children(values: pd.DataFrame, level: str, geometry: pd.DataFrame, keys: list[str],
+              entry: dict, finer: str | None = None) -> pd.DataFrame:
+    """Values one level down, one row per child, with polygons and an outlier flag."""
+    rows = values[values["level"] == level]
+    if not len(rows) and finer is not None:
+        rows = _aggregate_up(values[values["level"] == finer], keys, level)
+    rows = rollup(rows, keys, entry.get("higher_is_better"))
+    children = _with_polygons(rows, geometry, keys)
     children["outlier"] = flag_outliers(children["value"]) if len(children) else pd.Series(dtype=bool)
     return children.reset_index(drop=True)
+
+
+def _children_from_rows(rows: pd.DataFrame, columns: dict, level: str, geometry: pd.DataFrame,
+                        keys: list[str], entry: dict) -> pd.DataFrame:
+    """Children the run stored no value for: the median of their per-row values (no spec applies)."""
+    value = columns.get("value")
+    if not value or level not in rows:
+        return pd.DataFrame()
+    frame = rows[[k for k in keys if k in rows] + [value]].rename(columns={value: "value"})
+    frame = frame.assign(value=frame["value"].astype(float), status="none", unit=entry.get("unit", ""),
+                         level="rows", band=None)
+    children = _aggregate_up(frame, [k for k in keys if k in rows], level)
+    children["note"] = f"median of per-row {value}"
+    return _children(children, level, geometry, keys, entry)
 
 
 def metric_view(source: DataSource, metric: str, band: str | None = None, tract: int | None = None,
@@ -278,7 +334,7 @@ def metric_view(source: DataSource, metric: str, band: str | None = None, tract:
     if tract is None:
         level, child_key = "dataset", "tract"
         own = values[values["level"].isin(["dataset", "band"])]
-        children = _children(values, "tract", source.tracts(), ["tract"])
+        children = _children(values, "tract", source.tracts(), ["tract"], entry, finer="patch")
     else:
         tract = int(tract)
         crumbs.append({"label": f"tract {tract}", "query": {"metric": metric, "band": band, "tract": tract}})
@@ -286,7 +342,7 @@ def metric_view(source: DataSource, metric: str, band: str | None = None, tract:
         if patch is None:
             level, child_key = "tract", "patch"
             own = in_tract[in_tract["level"] == "tract"]
-            children = _children(in_tract, "patch", source.patches(tract), ["tract", "patch"])
+            children = _children(in_tract, "patch", source.patches(tract), ["tract", "patch"], entry)
         else:
             patch = int(patch)
             crumbs.append({"label": f"patch {patch}",
@@ -294,9 +350,12 @@ def metric_view(source: DataSource, metric: str, band: str | None = None, tract:
             level, child_key = "patch", None
             own = in_tract[(in_tract["level"] == "patch") & (in_tract["patch"] == patch)]
             children = pd.DataFrame()
-        if entry.get("per_row_dataset", "").startswith("qaObjectValues"):
+        if (entry.get("per_row_dataset") or "").startswith("qaObjectValues"):
             rows = _band_filter(source.object_values(tract, patch), band)
             columns = row_columns(rows, entry)
+            if child_key == "patch" and not len(children) and len(rows):
+                children = _children_from_rows(rows, columns, "patch", source.patches(tract), ["tract", "patch"],
+                                               entry)
     return DrillView("coadd", entry, level, band, bands, {"tract": tract, "patch": patch},
                      crumbs, own.reset_index(drop=True), children, child_key, rows.reset_index(drop=True),
                      columns)
@@ -318,20 +377,18 @@ def visit_view(source: DataSource, metric: str, band: str | None = None, visit: 
     if visit is None:
         level, child_key = "visits", "visit"
         own = values[values["level"].isin(["dataset", "band"])]
-        children = _children(values, "visit", source.visits(), ["visit"])
+        children = _children(values, "visit", source.visits(), ["visit"], entry, finer="detector")
         children = children.sort_values("visit").reset_index(drop=True)
     else:
         visit = int(visit)
         crumbs.append({"label": f"visit {visit}",
                        "query": {"view": "visits", "metric": metric, "band": band, "visit": visit}})
         in_visit = values[values["visit"] == visit]
-        detectors = source.detectors()
-        if len(detectors) and "visit" in detectors:
-            detectors = detectors[detectors["visit"] == visit]
+        detectors = source.detectors(visit)
         if detector is None:
             level, child_key = "visit", "detector"
             own = in_visit[in_visit["level"] == "visit"]
-            children = _children(in_visit, "detector", detectors, ["detector"])
+            children = _children(in_visit, "detector", detectors, ["detector"], entry)
         else:
             detector = int(detector)
             crumbs.append({"label": f"detector {detector}", "query": {
@@ -339,7 +396,7 @@ def visit_view(source: DataSource, metric: str, band: str | None = None, visit: 
             level, child_key = "detector", None
             own = in_visit[(in_visit["level"] == "detector") & (in_visit["detector"] == detector)]
             children = pd.DataFrame()
-        dataset = entry.get("per_row_dataset", "")
+        dataset = entry.get("per_row_dataset") or ""
         if dataset.startswith("qaSourceValues"):
             rows = source.source_values(visit, detector)
         elif dataset.startswith("qaDetectorValues"):
@@ -348,14 +405,52 @@ def visit_view(source: DataSource, metric: str, band: str | None = None, visit: 
                 rows = rows[rows["detector"] == detector]
         if len(rows):
             columns = row_columns(rows, entry)
+            if child_key == "detector" and not len(children):
+                children = _children_from_rows(rows, columns, "detector", detectors, ["detector"], entry)
     return DrillView("visit", entry, level, band, bands, {"visit": visit, "detector": detector},
                      crumbs, own.reset_index(drop=True), children, child_key, rows.reset_index(drop=True),
                      columns)
 
 
 def failures_view(source: DataSource) -> pd.DataFrame:
-    """Failed quanta, one row each (task label, data ID, exception, sky position when known)."""
-    return source.failures().reset_index(drop=True)
+    """Failed quanta, one row each (task label, data ID, exception), placed on the sky.
+
+    ``ra``/``dec`` (deg) is the centre of the quantum's detector, visit or tract outline, the
+    finest one its data ID names; NaN when it names none.
+    """
+    failures = source.failures().reset_index(drop=True)
+    if not len(failures) or {"ra", "dec"} <= set(failures.columns):
+        return failures
+    centres = []
+    for _, row in failures.iterrows():
+        centres.append(_centre_of(source, row))
+    failures["ra"] = [c[0] for c in centres]
+    failures["dec"] = [c[1] for c in centres]
+    return failures
+
+
+def _centre_of(source: DataSource, row: pd.Series) -> tuple[float, float]:
+    def known(key):
+        return key in row and pd.notna(row[key])
+
+    polygon = None
+    if known("visit") and known("detector"):
+        found = source.detectors(int(row["visit"]))
+        found = found[found["detector"] == int(row["detector"])] if len(found) else found
+        polygon = found["polygon"].iloc[0] if len(found) else None
+    elif known("visit"):
+        found = source.visits()
+        found = found[found["visit"] == int(row["visit"])] if len(found) else found
+        polygon = found["polygon"].iloc[0] if len(found) else None
+    elif known("tract"):
+        found = source.tracts()
+        found = found[found["tract"] == int(row["tract"])] if len(found) else found
+        polygon = found["polygon"].iloc[0] if len(found) else None
+    if polygon is None or not len(polygon):
+        return math.nan, math.nan
+    vertices = np.asarray(polygon, dtype=float)
+    ra = unwrap_ra(vertices[:, 0], float(vertices[0, 0]))
+    return float(ra.mean() % 360.0), float(vertices[:, 1].mean())
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

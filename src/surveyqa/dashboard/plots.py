@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh backend the options below need)
-from bokeh.models import ColorBar, ColumnDataSource, HoverTool, LinearColorMapper
+from bokeh.models import ColorBar, ColumnDataSource, CustomJSTickFormatter, HoverTool, LinearColorMapper
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 from holoviews.operation.datashader import rasterize
@@ -48,6 +48,7 @@ def sky_figure(tags: list[str], *, name: str = "sky", title: str = "", height: i
     fig = figure(title=title, name=name, tags=list(tags), height=height, sizing_mode="stretch_width",
                  tools="pan,wheel_zoom,box_zoom,reset,tap", x_axis_label="RA (deg)", y_axis_label="Dec (deg)")
     fig.x_range.flipped = True
+    fig.xaxis.formatter = CustomJSTickFormatter(code="return (((tick % 360) + 360) % 360).toFixed(1)")
     return fig
 
 

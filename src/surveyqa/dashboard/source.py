@@ -19,7 +19,7 @@ import pandas as pd
 
 from surveyqa.errors import SurveyQAError
 
-__all__ = ["DataSource", "TableSource", "CachedSource", "open_repository", "METRIC_COLUMNS"]
+__all__ = ["DataSource", "TableSource", "CachedSource", "open_repository", "with_polygon", "METRIC_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class DataSource(Protocol):
 
     def visits(self) -> pd.DataFrame: ...
 
-    def detectors(self) -> pd.DataFrame: ...
+    def detectors(self, visit: int | None = None) -> pd.DataFrame: ...
 
     def failures(self) -> pd.DataFrame: ...
 
@@ -125,8 +125,10 @@ class TableSource:
     def visits(self) -> pd.DataFrame:
         return self._visits
 
-    def detectors(self) -> pd.DataFrame:
-        return self._detectors
+    def detectors(self, visit=None) -> pd.DataFrame:
+        if visit is None or not len(self._detectors):
+            return self._detectors
+        return self._detectors[self._detectors["visit"] == visit]
 
     def failures(self) -> pd.DataFrame:
         return self._failures
@@ -204,19 +206,31 @@ class CachedSource:
         return self._get(("detector_values", visit), lambda: self.source.detector_values(visit))
 
     def tracts(self) -> pd.DataFrame:
-        return self._get(("tracts",), self.source.tracts)
+        return self._get(("tracts",), lambda: with_polygon(self.source.tracts()))
 
     def patches(self, tract) -> pd.DataFrame:
-        return self._get(("patches", int(tract)), lambda: self.source.patches(int(tract)))
+        return self._get(("patches", int(tract)), lambda: with_polygon(self.source.patches(int(tract))))
 
     def visits(self) -> pd.DataFrame:
-        return self._get(("visits",), self.source.visits)
+        return self._get(("visits",), lambda: with_polygon(self.source.visits()))
 
-    def detectors(self) -> pd.DataFrame:
-        return self._get(("detectors",), self.source.detectors)
+    def detectors(self, visit=None) -> pd.DataFrame:
+        if visit is None:
+            return self._get(("detectors",), lambda: with_polygon(self.source.detectors()))
+        return self._get(("detectors", int(visit)), lambda: with_polygon(self.source.detectors(int(visit))))
 
     def failures(self) -> pd.DataFrame:
         return self._get(("failures",), self.source.failures)
+
+
+def with_polygon(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add a ``polygon`` column of (RA, Dec) vertex lists (deg) from ``ra``/``dec`` vertex-list columns."""
+    if "polygon" in frame or not {"ra", "dec"} <= set(frame.columns):
+        return frame
+    frame = frame.copy()
+    frame["polygon"] = [list(zip(ra, dec)) if ra is not None and len(ra) else None
+                        for ra, dec in zip(frame["ra"], frame["dec"])]
+    return frame
 
 
 def open_repository(repo: str, collection: str) -> DataSource:
