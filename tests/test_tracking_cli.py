@@ -134,3 +134,27 @@ def test_help_has_examples(capsys):
     for cmd in (["track"], ["track", "submit"], ["track", "serve"], ["track", "token", "create"], ["track", "init"], ["track", "series"], ["track", "subscribe"]):
         code, out, _ = run(capsys, *cmd, "--help")
         assert code == 0 and "Example" in out, cmd
+
+
+DOC = __import__("pathlib").Path(__file__).resolve().parents[1] / "docs" / "tracking.md"
+
+
+def test_every_setting_and_route_is_documented():
+    from surveyqa.tracking.app import create_app
+    from surveyqa.tracking.config import TrackingConfig
+
+    text = DOC.read_text()
+    for key in TrackingConfig.model_fields:
+        assert f"| `{key}` |" in text, key
+    app = create_app(TrackingConfig(db="sqlite://"))
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        if path.startswith("/api/"):
+            assert f"`{' '.join(sorted(route.methods - {'HEAD'}))} {path}`" in text or f" {path}`" in text, path
+
+
+def test_public_api_is_importable():
+    import surveyqa.tracking as tracking
+
+    for name in tracking.__all__:
+        assert getattr(tracking, name) is not None
