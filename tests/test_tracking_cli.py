@@ -158,3 +158,25 @@ def test_public_api_is_importable():
 
     for name in tracking.__all__:
         assert getattr(tracking, name) is not None
+
+
+def test_repository_values_submission_is_idempotent(tmp_path):
+    import pyarrow as pa
+
+    from surveyqa.tracking.client import repo_submission
+    from surveyqa.tracking.config import TrackingConfig
+    from surveyqa.tracking.schemas import Submission
+    from surveyqa.tracking.service import TrackingService
+
+    table = pa.table({"metric": ["surveyqa.sourceDensity"] * 2, "value": [1200.0, 900.0], "unit": ["1 / deg2"] * 2,
+                      "level": ["tract"] * 2, "band": ["r", "i"], "tract": [9813, 9813], "n": [1200, 900]})
+    metrics = [{"name": "surveyqa.sourceDensity", "unit": "1 / deg2", "higher_is_better": True}]
+    service = TrackingService.open(TrackingConfig(db=f"sqlite:///{tmp_path / 't.db'}"))
+    first = service.submit(Submission.model_validate(repo_submission(table, "/repo/main", "u/qa/run1", metrics=metrics)))
+    again = service.submit(Submission.model_validate(repo_submission(table, "/repo/main", "u/qa/run1", metrics=metrics)))
+    other = service.submit(Submission.model_validate(repo_submission(table, "/repo/main", "u/qa/run2", metrics=metrics)))
+    assert first["created"] and not again["created"] and again["run_id"] == first["run_id"]
+    assert other["created"] and other["run_id"] != first["run_id"]
+    with service.engine.connect() as c:
+        run = c.execute(sa.text("SELECT dataset, repo, collection, env_name FROM run WHERE id = :i"), {"i": first["run_id"]}).one()
+    assert tuple(run[:3]) == ("/repo/main", "/repo/main", "u/qa/run1") and run[3]

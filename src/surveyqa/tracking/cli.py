@@ -155,7 +155,7 @@ def serve(db: str | None, config_path: str | None, host: str, port: int, dashboa
 @click.option("--token", envvar="SURVEYQA_TRACK_TOKEN", default=None, help="API token (or SURVEYQA_TRACK_TOKEN).")
 @_db
 @_config
-@click.option("--dataset", default=None, help="Dataset name (default: from the job, or the collection).")
+@click.option("--dataset", default=None, help="Dataset name: runs of one dataset are compared (default: from the job, or the repository).")
 @click.option("--repo", "repo_uri", default=None, help="With a job: the repository of its outputs (for dashboard links).")
 def submit(source: str, collection: str | None, server: str | None, token: str | None, db: str | None, config_path: str | None,
            dataset: str | None, repo_uri: str | None) -> None:

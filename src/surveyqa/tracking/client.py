@@ -156,7 +156,7 @@ def repo_submission(table: Any, repo: str, collection: str, dataset: str | None 
     packages = [{"name": p["name"], "version": p["eups_version"]} for p in installed_packages().values()]
     sub = submission_from_table(
         table,
-        {"dataset": dataset or collection, "pipeline": pipeline, "repo": repo, "collection": collection, "env": environment_metadata()},
+        {"dataset": dataset or repo, "pipeline": pipeline, "repo": repo, "collection": collection, "env": environment_metadata()},
         metrics=metrics,
         packages=packages,
     )

@@ -107,6 +107,11 @@ class TrackingService:
         depth = self.config.window + self.config.min_size + 2
         infos, rows, open_alerts, earlier = {}, {sid: [] for sid in series_ids}, {}, {sid: [] for sid in series_ids}
         thresholds: dict[str, list[Threshold]] = {}
+        # the checks look at the latest `window` values: read only the runs of this dataset that can hold them
+        since = conn.execute(
+            sa.select(run_t.c.time).where(run_t.c.dataset == run.dataset, run_t.c.time <= run.time)
+            .order_by(run_t.c.time.desc()).offset(3 * depth).limit(1)
+        ).scalar() or dt.datetime(1, 1, 1)
         for i in range(0, len(series_ids), 500):
             chunk = series_ids[i : i + 500]
             for r in conn.execute(self._info_query().where(series_t.c.id.in_(chunk))):
@@ -124,6 +129,7 @@ class TrackingService:
                     .label("rank"),
                 )
                 .where(value_t.c.series_id.in_(chunk))
+                .where(value_t.c.run_time >= since)
                 .subquery()
             )
             q = sa.select(ranked).where(ranked.c.rank <= depth).order_by(ranked.c.series_id, ranked.c.run_time, ranked.c.run_id)
@@ -231,15 +237,24 @@ class TrackingService:
         ).scalar_one()
 
     def _check_stale(self, run: Any, fresh: set[int]) -> list[int]:
-        """Series of the run's dataset that got no value for ``stale_after_days`` while runs went on."""
-        cutoff = run.time - dt.timedelta(days=self.config.stale_after_days)
+        """Series of the run's dataset that got no value for ``stale_after_days`` while runs went on.
+
+        Looks at series that had values between two and one ``stale_after_days`` before this run
+        and none since: older silences were found by earlier runs.
+        """
+        stale = dt.timedelta(days=self.config.stale_after_days)
+        cutoff = run.time - stale
+
+        def series_between(lo: dt.datetime, hi: dt.datetime) -> sa.Select:
+            runs = sa.select(run_t.c.id).where(run_t.c.dataset == run.dataset, run_t.c.time >= lo, run_t.c.time <= hi)
+            return sa.select(value_t.c.series_id).where(value_t.c.run_id.in_(runs)).distinct()
+
         last = sa.func.max(value_t.c.run_time)
         q = (
-            sa.select(series_t.c.id, last.label("last"))
-            .join(value_t, value_t.c.series_id == series_t.c.id)
-            .where(series_t.c.dataset == run.dataset)
-            .group_by(series_t.c.id)
-            .having(last < cutoff)
+            sa.select(value_t.c.series_id.label("id"), last.label("last"))
+            .where(value_t.c.series_id.in_(series_between(cutoff - stale, cutoff - dt.timedelta(microseconds=1))))
+            .where(value_t.c.series_id.not_in(series_between(cutoff, run.time)))
+            .group_by(value_t.c.series_id)
         )
         opened = []
         with self.engine.begin() as conn:
