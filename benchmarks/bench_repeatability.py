@@ -29,28 +29,36 @@ import tempfile
 import time
 from pathlib import Path
 
-COLUMNS = ["obj_index", "visit", "band", "coord_ra", "coord_dec", "psfFlux", "psfFluxErr", "extendedness"]
+#: the columns each pandas implementation uses (ours asks the engine: `input_columns`).
+PANDAS_COLUMNS = {"PA1": ["obj_index", "band", "psfFlux", "psfFluxErr", "extendedness"],
+                  "AM1": ["obj_index", "visit", "coord_ra", "coord_dec", "psfFlux", "extendedness"]}
 
 
 def _ours(metric: str, path: str) -> dict:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from surveyqa.metrics.engine import measure
+    from surveyqa.metrics.engine import input_columns, measure
     from surveyqa.metrics.library import get_metric
 
     m = get_metric(metric)
     t0 = time.perf_counter()
-    table = pq.read_table(path, columns=COLUMNS)
+    schema = pq.read_schema(path)
+    columns = input_columns(m, schema.names)
+    # string columns (band) straight into Arrow dictionaries: no Python string per row
+    strings = [c for c in columns if pa.types.is_string(schema.field(c).type)]
+    table = pq.read_table(path, columns=columns, read_dictionary=strings, memory_map=True)
     t1 = time.perf_counter()
     value = measure(m, table).values["value"][0].as_py()
-    return {"read_s": t1 - t0, "compute_s": time.perf_counter() - t1, "value": value}
+    return {"read_s": t1 - t0, "compute_s": time.perf_counter() - t1, "value": value, "columns": columns}
 
 
-def _pandas_objects(df):
+def _pandas_objects(df, snr: bool = True):
     import numpy as np
 
     df["mag"] = -2.5 * np.log10(df["psfFlux"]) + 31.4
-    df["snr"] = df["psfFlux"] / df["psfFluxErr"]
+    if snr:
+        df["snr"] = df["psfFlux"] / df["psfFluxErr"]
     return df
 
 
@@ -58,14 +66,15 @@ def _pandas_pa1(path: str) -> dict:
     import pandas as pd
 
     t0 = time.perf_counter()
-    df = pd.read_parquet(path, columns=COLUMNS)
+    df = pd.read_parquet(path, columns=PANDAS_COLUMNS["PA1"])
     t1 = time.perf_counter()
     df = _pandas_objects(df)
     obj = df.groupby(["obj_index", "band"]).agg(
         n=("mag", "count"), std=("mag", "std"), snr=("snr", "median"), ext=("extendedness", "mean"))
     sel = (obj["ext"] < 0.5) & (obj["snr"] >= 50) & (obj["n"] >= 3)
     value = float(obj.loc[sel, "std"].median() * 1000.0)
-    return {"read_s": t1 - t0, "compute_s": time.perf_counter() - t1, "value": value}
+    return {"read_s": t1 - t0, "compute_s": time.perf_counter() - t1, "value": value,
+            "columns": PANDAS_COLUMNS["PA1"]}
 
 
 def _pandas_am1(path: str) -> dict:
@@ -76,9 +85,9 @@ def _pandas_am1(path: str) -> dict:
     from surveyqa.metrics.library.astrometry import MAX_OBJECTS, MAX_PAIRS, SEED
 
     t0 = time.perf_counter()
-    df = pd.read_parquet(path, columns=COLUMNS)
+    df = pd.read_parquet(path, columns=PANDAS_COLUMNS["AM1"])
     t1 = time.perf_counter()
-    df = _pandas_objects(df)
+    df = _pandas_objects(df, snr=False)
     ra, dec = np.radians(df["coord_ra"]), np.radians(df["coord_dec"])
     df["x"], df["y"], df["z"] = np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)
     obj = df.groupby("obj_index").agg(n=("mag", "count"), mag=("mag", "median"), ext=("extendedness", "mean"),
@@ -104,7 +113,8 @@ def _pandas_am1(path: str) -> dict:
     m["dist"] = np.arctan2(np.linalg.norm(np.cross(va, vb), axis=1), np.einsum("ij,ij->i", va, vb))
     rms = m.groupby("pair")["dist"].std().dropna()
     value = float(np.degrees(rms.median()) * 3.6e6)
-    return {"read_s": t1 - t0, "compute_s": time.perf_counter() - t1, "value": value}
+    return {"read_s": t1 - t0, "compute_s": time.perf_counter() - t1, "value": value,
+            "columns": PANDAS_COLUMNS["AM1"]}
 
 
 def _child(which: str, metric: str, path: str) -> None:
@@ -115,10 +125,17 @@ def _child(which: str, metric: str, path: str) -> None:
     print(json.dumps(out))
 
 
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else 0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--visits", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each implementation (alternating); medians shown")
+    ap.add_argument("--file", help="use this matched catalog (Parquet) instead of writing one")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -128,28 +145,40 @@ def main() -> None:
 
     from surveyqa.metrics.synthetic import matched_catalog
 
-    n_obj = args.rows // args.visits
+    runs: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        path = str(Path(tmp) / "matched.parquet")
-        print(f"generating {n_obj * args.visits:,} rows ({n_obj:,} objects x {args.visits} visits, 3 deg field) ...",
-              flush=True)
-        pq.write_table(matched_catalog(n_objects=n_obj, n_visits=args.visits, field_deg=3.0, seed=0), path)
-        results = {}
-        for metric in ("PA1", "AM1"):
-            for which in ("ours", "pandas"):
-                print(f"  {metric} {which} ...", flush=True)
-                proc = subprocess.run([sys.executable, __file__, "--child", which, metric, path],
-                                      capture_output=True, text=True, check=True)
-                results[(metric, which)] = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"\n{'metric':6} {'impl':8} {'read s':>7} {'compute s':>10} {'total s':>8} {'peak RSS MB':>12} value")
-    for (metric, which), r in results.items():
-        total = r["read_s"] + r["compute_s"]
-        print(f"{metric:6} {which:8} {r['read_s']:7.2f} {r['compute_s']:10.2f} {total:8.2f} {r['peak_rss_mb']:12.0f}"
-              f" {r['value']:.4g}")
+        path = args.file
+        if path is None:
+            path = str(Path(tmp) / "matched.parquet")
+            n_obj = args.rows // args.visits
+            print(f"generating {n_obj * args.visits:,} rows ({n_obj:,} objects x {args.visits} visits, 3 deg field)"
+                  " ...", flush=True)
+            pq.write_table(matched_catalog(n_objects=n_obj, n_visits=args.visits, field_deg=3.0, seed=0), path)
+        print(f"{pq.ParquetFile(path).metadata.num_rows:,} rows in {path}; load average "
+              f"{' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}", flush=True)
+        for rep in range(args.repeat):
+            for metric in ("PA1", "AM1"):
+                for which in ("ours", "pandas"):
+                    print(f"  run {rep + 1}/{args.repeat} {metric} {which} ...", flush=True)
+                    proc = subprocess.run([sys.executable, __file__, "--child", which, metric, path],
+                                          capture_output=True, text=True, check=True)
+                    runs.setdefault((metric, which), []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print(f"\n{'metric':6} {'impl':8} {'read s':>7} {'compute s':>10} {'total s':>8} {'peak RSS MB':>12} value"
+          f"   (medians of {args.repeat} runs; peak RSS: the largest)")
+    summary = {}
+    for (metric, which), rs in runs.items():
+        r = {k: _median([x[k] for x in rs]) for k in ("read_s", "compute_s")}
+        r["total_s"] = _median([x["read_s"] + x["compute_s"] for x in rs])
+        r["peak_rss_mb"] = max(x["peak_rss_mb"] for x in rs)
+        r["value"] = rs[0]["value"]
+        summary[(metric, which)] = r
+        print(f"{metric:6} {which:8} {r['read_s']:7.2f} {r['compute_s']:10.2f} {r['total_s']:8.2f}"
+              f" {r['peak_rss_mb']:12.0f} {r['value']:.10g}   columns: {', '.join(rs[0]['columns'])}")
     for metric in ("PA1", "AM1"):
-        o, p = results[(metric, "ours")], results[(metric, "pandas")]
-        print(f"{metric}: speed-up compute {p['compute_s'] / o['compute_s']:.1f}x, "
-              f"end-to-end {(p['read_s'] + p['compute_s']) / (o['read_s'] + o['compute_s']):.1f}x "
+        o, p = summary[(metric, "ours")], summary[(metric, "pandas")]
+        agree = "identical" if o["value"] == p["value"] else f"differ by {abs(o['value'] / p['value'] - 1):.1e} (relative)"
+        print(f"{metric}: speed-up compute {p['compute_s'] / o['compute_s']:.1f}x, read {p['read_s'] / o['read_s']:.1f}x, "
+              f"end-to-end {p['total_s'] / o['total_s']:.1f}x; values {agree} "
               f"(peer: pandas {__import__('pandas').__version__} group-by)")
 
 

@@ -25,7 +25,7 @@ from surveyqa.metrics.actions.select import Selection
 from surveyqa.metrics.columns import ColumnMap, Frame, to_frame
 from surveyqa.metrics.units import unit_to_string
 
-__all__ = ["GRANULARITIES", "Metric", "MetricResult", "ComputeFn", "measure"]
+__all__ = ["GRANULARITIES", "Metric", "MetricResult", "ComputeFn", "input_columns", "measure"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,9 @@ class Metric:
         Short names it is also found by (``PA1``).
     row_kind : str
         What one per-row row is: ``source`` or ``pair``.
+    optional_columns : tuple of str
+        Logical columns its compute step reads when the table has them (``band``, ``flag``);
+        with ``required_columns`` and the selection's columns they make `input_columns`.
     """
 
     name: str
@@ -82,6 +85,7 @@ class Metric:
     min_n: int = 1
     aliases: tuple[str, ...] = ()
     row_kind: str = "source"
+    optional_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.granularity not in GRANULARITIES:
@@ -152,6 +156,38 @@ def _arrow_column(arr: np.ndarray) -> pa.Array:
     if arr.dtype == object:
         return pa.array(arr.tolist())
     return pa.array(arr)
+
+
+def input_columns(metric: Metric, names: Sequence[str], group_by: Sequence[str] = (),
+                  columns: str | Mapping[str, str] | ColumnMap | None = None) -> list[str]:
+    """The columns of a table that `measure` reads, so that a reader can load only those.
+
+    Parameters
+    ----------
+    metric : Metric
+        The metric to measure.
+    names : sequence of str
+        The table's column names (a Parquet schema's ``names``).
+    group_by, columns
+        As for `measure`.
+
+    Returns
+    -------
+    list of str
+        Actual column names, in the table's order: what the required and optional logical
+        columns, the selection's columns and the group_by keys resolve or derive from. A column
+        the table cannot give is left out (`measure` then raises `MissingColumnError`).
+
+    Examples
+    --------
+    >>> input_columns(get_metric("PA1"), pq.read_schema(path).names)  # doctest: +SKIP
+    ['obj_index', 'band', 'psfFlux', 'psfFluxErr', 'extendedness']
+    """
+    frame = to_frame(dict.fromkeys(names, np.zeros(0)), columns, context=metric.name)
+    wanted = (*metric.required_columns, *metric.optional_columns, *metric.selection.columns, *group_by)
+    used = {name for logical in wanted for name in frame.sources(logical)}
+    used |= {k for k in group_by if k in frame.raw}
+    return [n for n in names if n in used]
 
 
 def measure(metric: Metric, table: object, group_by: Sequence[str] = (),

@@ -12,7 +12,16 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from surveyqa.metrics.actions.groups import broadcast, factorize_keys, group_count, group_mean, group_percentile  # noqa: F401
+from surveyqa.metrics.actions.groups import (  # noqa: F401
+    broadcast,
+    factorize_keys,
+    finite_rows,
+    first_rows,
+    group_count,
+    group_mean,
+    group_percentile,
+    group_sum,
+)
 from surveyqa.metrics.columns import Frame
 
 __all__ = ["take", "object_codes", "object_rows", "per_object_mean", "per_object_median", "per_object_count", "repeat_deviation"]
@@ -91,15 +100,15 @@ def object_rows(frame: Frame, keys: Mapping[str, np.ndarray], values: np.ndarray
         Number of objects.
     """
     codes, n_obj = object_codes(frame)
-    ok = np.isfinite(values)
-    n = group_count(codes[ok], n_obj).astype(np.int64)
-    mean = group_mean(codes, values, n_obj)[0]
-    dev2 = (values - mean[codes]) ** 2
+    c, v = finite_rows(codes, values)  # no copy when every value is finite
+    n = group_count(c, n_obj)
     with np.errstate(invalid="ignore", divide="ignore"):
-        std = np.sqrt(group_count(codes[ok], n_obj, weights=dev2[ok]) / (n - 1))
+        mean = group_sum(c, v, n_obj) / n
+        dev = v - mean[c]
+        std = np.sqrt(group_count(c, n_obj, weights=dev * dev) / (n - 1))
+    n = n.astype(np.int64)
     std[n < 2] = np.nan
-    first = np.zeros(n_obj, dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    first = first_rows(codes, n_obj)
     rows = {"obj_id": take(frame.get("obj_id"), first), "n_visits": n, "mean": mean, "std": std}
     if frame.can_resolve("band"):
         rows["band"] = take(frame.get("band"), first)

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["factorize_keys", "group_count", "group_sum", "group_mean", "group_percentile", "broadcast"]
+__all__ = ["factorize_keys", "first_rows", "finite_rows", "is_sorted", "group_count", "group_sum", "group_mean",
+           "group_percentile", "broadcast"]
 
 
 def factorize_keys(keys: Mapping[str, np.ndarray] | Sequence[np.ndarray], n_rows: int | None = None
@@ -49,16 +50,41 @@ def factorize_keys(keys: Mapping[str, np.ndarray] | Sequence[np.ndarray], n_rows
         codes = _factorize_one(codes)[0]
     n_groups = int(codes.max()) + 1 if len(codes) else 0
     # key values of each group, decoded from the first row of that group
-    rep = np.zeros(n_groups, dtype=np.int64)
-    rep[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    rep = first_rows(codes, n_groups)
     uniques = [uniq[c[rep]] for c, uniq in per_key]
     return codes, uniques
+
+
+def is_sorted(arr: np.ndarray) -> bool:
+    """True if ``arr`` is non-decreasing (matched catalogs come sorted by object: the fast paths)."""
+    return len(arr) < 2 or bool(np.all(arr[1:] >= arr[:-1]))
+
+
+def first_rows(codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Index of the first row of each group (0 for a group without rows); linear for sorted codes."""
+    if len(codes) and is_sorted(codes):
+        starts = np.concatenate(([0], np.flatnonzero(codes[1:] != codes[:-1]) + 1))
+        if len(starts) == n_groups:
+            return starts.astype(np.int64, copy=False)
+    rep = np.zeros(n_groups, dtype=np.int64)
+    rep[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    return rep
+
+
+def finite_rows(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The codes and values of the rows with a finite value (no copy when all are finite)."""
+    ok = np.isfinite(values)
+    if ok.all():
+        return codes, values
+    return codes[ok], values[ok]
 
 
 def _factorize_one(arr) -> tuple[np.ndarray, np.ndarray]:
     """Sorted dense codes of one key; O(n) for already-sorted numbers and for categoricals."""
     if isinstance(arr, pd.Categorical):  # remap the (few) categories, never touch row strings
         cats = np.asarray(arr.categories, dtype=object)
+        if len(cats) == 1 and len(arr) and int(np.asarray(arr.codes).min()) == 0:  # one value (one band)
+            return np.zeros(len(arr), dtype=np.int8), cats
         codes = np.asarray(arr.codes, dtype=np.int64)
         cats = np.append(cats, np.nan) if (codes < 0).any() else cats
         codes = np.where(codes < 0, len(cats) - 1, codes) if (codes < 0).any() else codes
@@ -70,7 +96,7 @@ def _factorize_one(arr) -> tuple[np.ndarray, np.ndarray]:
         dense = np.cumsum(used) - 1
         return dense[c], cats[order][used]
     arr = np.asarray(arr)
-    if arr.dtype.kind in "iub" and len(arr) and bool(np.all(arr[1:] >= arr[:-1])):
+    if arr.dtype.kind in "iub" and len(arr) and is_sorted(arr):
         starts = np.flatnonzero(arr[1:] != arr[:-1]) + 1
         starts = np.concatenate(([0], starts))
         sizes = np.diff(np.append(starts, len(arr)))
@@ -91,9 +117,9 @@ def group_sum(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarra
 
 def group_mean(codes: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean per group of the finite values, and their count (mean is NaN where the count is 0)."""
-    ok = np.isfinite(values)
-    n = group_count(codes[ok], n_groups)
-    s = group_sum(codes[ok], values[ok], n_groups)
+    c, v = finite_rows(codes, values)
+    n = group_count(c, n_groups)
+    s = group_sum(c, v, n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
         return s / n, n
 
@@ -102,10 +128,11 @@ def group_percentile(codes: np.ndarray, values: np.ndarray, n_groups: int, q: fl
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Percentile(s) per group of the finite values, linear interpolation like `numpy.percentile`.
 
-    Exact and vectorized: a stable argsort by code (linear when rows are already grouped, as
+    Exact and vectorized: a stable argsort by code (skipped when rows are already grouped, as
     matched catalogs sorted by object are), then, for each distinct group size k, the groups of
-    that size form a (groups, k) matrix sorted along its rows; the loop is over distinct sizes
-    (a handful: the numbers of visits), not over rows or groups.
+    that size form a (groups, k) matrix partitioned along its rows at the ranks the percentiles
+    need (`numpy.partition`, linear, instead of a sort); the loop is over distinct sizes (a
+    handful: the numbers of visits), not over rows or groups.
 
     Returns
     -------
@@ -114,9 +141,8 @@ def group_percentile(codes: np.ndarray, values: np.ndarray, n_groups: int, q: fl
     n : numpy.ndarray
         Finite values per group.
     """
-    ok = np.isfinite(values)
-    c, v = codes[ok], values[ok]
-    if len(c) > 1 and not bool(np.all(c[1:] >= c[:-1])):
+    c, v = finite_rows(codes, values)
+    if not is_sorted(c):
         order = np.argsort(c, kind="stable")
         c, v = c[order], v[order]
     n = group_count(c, n_groups).astype(np.int64)
@@ -125,18 +151,21 @@ def group_percentile(codes: np.ndarray, values: np.ndarray, n_groups: int, q: fl
     out = np.full((len(qs), n_groups), np.nan)
     sizes = np.unique(n[n > 0])
     for k in sizes:  # loop over distinct group sizes
+        ranks = []
+        for qq in qs:
+            pos = (k - 1) * (qq / 100.0)
+            lo = int(np.floor(pos))
+            ranks.append((lo, min(lo + 1, k - 1), pos - lo))
+        kth = sorted({r for lo, hi, _ in ranks for r in (lo, hi)})
         if len(sizes) == 1 and k * n_groups == len(v):  # every group the same size: a reshape
-            groups = np.arange(n_groups)
-            block = np.sort(v.reshape(n_groups, k), axis=1)
+            groups = slice(None)
+            block = np.partition(v.reshape(n_groups, k), kth, axis=1)
         else:
             groups = np.flatnonzero(n == k)
             block = v[start[groups][:, None] + np.arange(k)] if k > 1 else v[start[groups]][:, None]
-            block.sort(axis=1)
-        for i, qq in enumerate(qs):
-            pos = (k - 1) * (qq / 100.0)
-            lo = int(np.floor(pos))
-            hi = min(lo + 1, k - 1)
-            out[i, groups] = block[:, lo] + (block[:, hi] - block[:, lo]) * (pos - lo)
+            block.partition(kth, axis=1)
+        for i, (lo, hi, frac) in enumerate(ranks):  # only the order statistics needed, not a full sort
+            out[i, groups] = block[:, lo] + (block[:, hi] - block[:, lo]) * frac
     return (out[0] if np.ndim(q) == 0 else out), n
 
 

@@ -34,7 +34,14 @@ from scipy.spatial import cKDTree
 from surveyqa.metrics.actions import select as sel
 from surveyqa.metrics.actions.aggregate import Aggregation, median
 from surveyqa.metrics.actions.compute import object_rows
-from surveyqa.metrics.actions.groups import broadcast, factorize_keys, group_count, group_mean, group_percentile
+from surveyqa.metrics.actions.groups import (
+    broadcast,
+    factorize_keys,
+    group_count,
+    group_mean,
+    group_percentile,
+    is_sorted,
+)
 from surveyqa.metrics.actions.select import Selection
 from surveyqa.metrics.columns import Frame
 from surveyqa.metrics.engine import Metric
@@ -47,6 +54,9 @@ MAX_OBJECTS = 20_000
 MAX_PAIRS = 1_000_000
 MIN_PAIRS = 10
 SEED = 12345
+#: largest (objects x visits) lookup table the pair join builds (entries, int64) before it falls
+#: back to a binary search.
+_DENSE_LOOKUP_MAX = 20_000_000
 
 #: (ADx spec in mas, AFx spec in %) by x and level (LPM-17, verify_metrics specs).
 AD_SPEC = {(1, "design"): 20.0, (1, "minimum"): 40.0, (1, "stretch"): 10.0,
@@ -64,8 +74,17 @@ def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
 
 
 def _angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Angle in radians between rows of unit vectors, accurate at small and large angles."""
-    return np.arctan2(np.linalg.norm(np.cross(a, b), axis=1), np.einsum("ij,ij->i", a, b))
+    """Angle in radians between rows of unit vectors, accurate at small and large angles.
+
+    atan2(|a x b|, a.b); the cross product is written out per component (the same arithmetic as
+    `numpy.cross`, without its temporaries), the dot product is `numpy.einsum`'s.
+    """
+    a0, a1, a2 = a[:, 0], a[:, 1], a[:, 2]
+    b0, b1, b2 = b[:, 0], b[:, 1], b[:, 2]
+    c0 = a1 * b2 - a2 * b1
+    c1 = a2 * b0 - a0 * b2
+    c2 = a0 * b1 - a1 * b0
+    return np.arctan2(np.sqrt(c0 * c0 + c1 * c1 + c2 * c2), np.einsum("ij,ij->i", a, b))
 
 
 def _chord(theta_rad: float) -> float:
@@ -102,25 +121,33 @@ def pair_rms_compute(annulus_arcmin: float, width_arcmin: float = ANNULUS_WIDTH_
         good = np.isfinite(ra) & np.isfinite(dec)
         if frame.can_resolve("flag"):
             good &= ~frame.get("flag").astype(bool)
-        xyz = unit_vectors(np.where(good, ra, 0.0), np.where(good, dec, 0.0))
-        mag = np.where(good, frame.get("mag"), np.nan)
-        objs, codes, n_obj = object_rows(frame, keys, np.where(good, 1.0, np.nan))
+        all_good = bool(good.all())
+        mag = frame.get("mag") if all_good else np.where(good, frame.get("mag"), np.nan)
+        objs, codes, n_obj = object_rows(frame, keys, np.ones(frame.n_rows) if all_good else np.where(good, 1.0, np.nan))
         objs["obj_mag"] = group_percentile(codes, mag, n_obj, 50.0)[0]
         objs["obj_extendedness"] = group_mean(codes, np.asarray(frame.get("extendedness"), float), n_obj)[0]
         chosen = selection(_View(objs, n_obj))
         n_selected = int(chosen.sum())
-        # object positions: normalised mean unit vector of its good sources
-        centre = np.column_stack([group_count(codes[good], n_obj, weights=xyz[good, i]) for i in range(3)])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            centre /= np.linalg.norm(centre, axis=1, keepdims=True)
         gcodes, _ = factorize_keys([objs[k] for k in keys], n_obj)
-        pair_a, pair_b = [], []
-        n_used = 0
+        # the seeded sample of objects per group (tract, band), drawn before any position is computed
+        samples = []
         for g in np.unique(gcodes[chosen]):  # loop over groups (tracts, bands), not rows
             idx = np.flatnonzero(chosen & (gcodes == g))
             if len(idx) > max_objects:
                 idx = np.sort(rng.choice(idx, max_objects, replace=False))
-            n_used += len(idx)
+            samples.append(idx)
+        n_used = sum(len(idx) for idx in samples)
+        # only the sources of sampled objects: their unit vectors and the objects' mean positions
+        in_sample = np.zeros(n_obj, dtype=bool)
+        for idx in samples:
+            in_sample[idx] = True
+        rows = np.flatnonzero(in_sample[codes] & good)
+        xyz = unit_vectors(ra[rows], dec[rows])
+        centre = np.column_stack([group_count(codes[rows], n_obj, weights=xyz[:, i]) for i in range(3)])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centre /= np.linalg.norm(centre, axis=1, keepdims=True)
+        pair_a, pair_b = [], []
+        for idx in samples:
             tree = cKDTree(centre[idx])
             pairs = tree.query_pairs(_chord(hi), output_type="ndarray")
             if len(pairs):
@@ -133,7 +160,7 @@ def pair_rms_compute(annulus_arcmin: float, width_arcmin: float = ANNULUS_WIDTH_
         if len(a) > max_pairs:
             keep = np.sort(rng.choice(len(a), max_pairs, replace=False))
             a, b = a[keep], b[keep]
-        rms, n_common = _pair_distance_rms(a, b, codes, n_obj, frame.get("visit"), xyz, good)
+        rms, n_common = _pair_distance_rms(a, b, codes[rows], n_obj, np.asarray(frame.get("visit"))[rows], xyz)
         out: dict[str, np.ndarray] = {
             "obj_id_1": objs["obj_id"][a], "obj_id_2": objs["obj_id"][b],
             "separation": np.degrees(_angle(centre[a], centre[b])) * 60.0,
@@ -154,15 +181,19 @@ def pair_rms_compute(annulus_arcmin: float, width_arcmin: float = ANNULUS_WIDTH_
 
 
 def _pair_distance_rms(a: np.ndarray, b: np.ndarray, codes: np.ndarray, n_obj: int, visit: np.ndarray,
-                       xyz: np.ndarray, good: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sample std (radians) over common visits of the distance between objects a[i] and b[i]."""
+                       xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample std (radians) over common visits of the distance between objects a[i] and b[i].
+
+    ``codes``, ``visit`` and ``xyz`` are the object code, visit and unit vector of the good
+    sources of (at least) the objects in the pairs: a sorted merge on (object, visit) keys.
+    """
     if len(a) == 0:
         return np.zeros(0), np.zeros(0, np.int64)
     vcode, _ = factorize_keys([np.asarray(visit)])
     n_v = int(vcode.max()) + 1
-    rows = np.flatnonzero(good)
-    key = codes[rows] * n_v + vcode[rows]
-    if len(key) > 1 and not bool(np.all(key[1:] >= key[:-1])):
+    rows = np.arange(len(codes))
+    key = codes * n_v + vcode
+    if not is_sorted(key):
         order = np.argsort(key)
         rows, key = rows[order], key[order]
     # sources of each object, in key order: start offset and count
@@ -174,9 +205,21 @@ def _pair_distance_rms(a: np.ndarray, b: np.ndarray, codes: np.ndarray, n_obj: i
     pair = np.repeat(np.arange(len(a)), reps)
     offset = np.arange(len(pair)) - np.repeat(np.cumsum(reps) - reps, reps)
     src_a = start[a][pair] + offset
-    want = b[pair] * n_v + (key[src_a] % n_v)
-    pos = np.minimum(np.searchsorted(key, want), len(key) - 1)
-    hit = key[pos] == want
+    visit_a = key[src_a] % n_v
+    # the source of b in the same visit: a (objects x visits) table when it is small, else a binary search
+    objects = np.unique(b)
+    if len(objects) * n_v <= _DENSE_LOOKUP_MAX:
+        local = np.zeros(n_obj, dtype=np.int64)
+        local[objects] = np.arange(len(objects))
+        table = np.full((len(objects), n_v), -1, dtype=np.int64)
+        mine = np.flatnonzero(np.isin(obj_sorted, objects))
+        table[local[obj_sorted[mine]], key[mine] % n_v] = mine
+        pos = table[local[b[pair]], visit_a]
+        hit = pos >= 0
+    else:
+        want = b[pair] * n_v + visit_a
+        pos = np.minimum(np.searchsorted(key, want), len(key) - 1)
+        hit = key[pos] == want
     pair, ra_rows, rb_rows = pair[hit], rows[src_a[hit]], rows[pos[hit]]
     dist = _angle(xyz[ra_rows], xyz[rb_rows])
     n = np.bincount(pair, minlength=len(a))
@@ -214,7 +257,7 @@ def _am(x: int) -> Metric:
         name=f"validate_drp.AM{x}", unit=u.mas, granularity="tract", required_columns=_REQUIRED,
         compute=pair_rms_compute(d), selection=astrometry_stars(), aggregation=median(),
         description=f"median over star pairs {d:g} ± 1 arcmin apart of the rms of their distance across visits",
-        min_n=MIN_PAIRS, row_kind="pair",
+        min_n=MIN_PAIRS, row_kind="pair", optional_columns=("band", "flag"),
     )
 
 
@@ -224,7 +267,8 @@ def _ad(x: int, level: str) -> Metric:
         name=f"validate_drp.AD{x}_{level}", unit=u.mas, granularity="tract", required_columns=_REQUIRED,
         compute=pair_rms_compute(ANNULUS_ARCMIN[x]), selection=astrometry_stars(), aggregation=_ad_aggregation(af),
         description=f"deviation from the median AM{x} pair rms exceeded by {af:g}% of pairs",
-        min_n=MIN_PAIRS, row_kind="pair", aliases=(f"AD{x}",) if level == "design" else (),
+        min_n=MIN_PAIRS, row_kind="pair", optional_columns=("band", "flag"),
+        aliases=(f"AD{x}",) if level == "design" else (),
     )
 
 
@@ -234,7 +278,8 @@ def _af(x: int, level: str) -> Metric:
         name=f"validate_drp.AF{x}_{level}", unit=u.percent, granularity="tract", required_columns=_REQUIRED,
         compute=pair_rms_compute(ANNULUS_ARCMIN[x]), selection=astrometry_stars(), aggregation=_af_aggregation(ad),
         description=f"percentage of AM{x} pairs whose rms deviates from the median by more than {ad:g} mas",
-        min_n=MIN_PAIRS, row_kind="pair", aliases=(f"AF{x}",) if level == "design" else (),
+        min_n=MIN_PAIRS, row_kind="pair", optional_columns=("band", "flag"),
+        aliases=(f"AF{x}",) if level == "design" else (),
     )
 
 

@@ -64,9 +64,11 @@ def bright_stars(snr: float = SNR_MIN, min_visits: int = MIN_VISITS) -> Selectio
 
 
 def _clean_mag(frame: Frame) -> np.ndarray:
-    mag = np.array(frame.get("mag"), dtype=float)
+    mag = np.asarray(frame.get("mag"), dtype=float)
     if frame.can_resolve("flag"):
-        mag[frame.get("flag").astype(bool)] = np.nan
+        flag = frame.get("flag").astype(bool)
+        if flag.any():  # copy only when something is flagged: the frame caches its columns
+            mag = np.where(flag, np.nan, mag)
     return mag
 
 
@@ -115,6 +117,7 @@ def _pa2(level: str, bands: str) -> Metric:
         description=f"magnitude deviation from the mean exceeded by {pf1:g}% of bright-star measurements "
                     f"({p:g}th percentile of |scaled deviation|)",
         min_n=MIN_ROWS, aliases=("PA2",) if (level, bands) == ("design", "gri") else (),
+        optional_columns=("band", "flag", "visit"),
     )
 
 
@@ -126,6 +129,7 @@ def _pf1(level: str, bands: str) -> Metric:
         aggregation=agg.fraction(threshold=pa2, absolute=True, percent=True),
         description=f"percentage of bright-star magnitudes deviating from their mean by more than {pa2:g} mmag",
         min_n=MIN_ROWS, aliases=("PF1",) if (level, bands) == ("design", "gri") else (),
+        optional_columns=("band", "flag", "visit"),
     )
 
 
@@ -133,7 +137,7 @@ PA1 = Metric(
     name="validate_drp.PA1", unit=u.mmag, granularity="source", required_columns=_REQUIRED,
     compute=compute_object_rms, selection=bright_stars(), aggregation=agg.median(),
     description="median over bright stars of the rms (ddof=1) of each star's PSF magnitudes across visits",
-    min_n=MIN_ROWS, row_kind="object",
+    min_n=MIN_ROWS, row_kind="object", optional_columns=("band", "flag"),
 )
 
 METRICS = [PA1] + [_pa2(lv, b) for lv, b in PA2_SPEC] + [_pf1(lv, b) for lv, b in PF1_SPEC]
