@@ -76,3 +76,56 @@ def test_am2_on_a_small_field_says_there_are_no_pairs(shared_data):
     table = read_table(shared_data / "hsc_ci_matched" / "matchedCatalogTract_0_r.fits.gz")
     row = measure(get_metric("AM2"), table, columns=HSC_COLUMNS).values.to_pylist()[0]
     assert np.isnan(row["value"]) and "no pairs of selected objects 19-21 arcmin apart" in row["note"]
+
+
+def _messy_catalog(seed: int = 3):
+    """Two bands, missing visits, a few NaN positions, rows shuffled: no fast path applies blindly."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    parts = [matched_catalog(n_objects=300, n_visits=6, field_deg=0.25, band=b, seed=seed + i) for i, b in enumerate("ri")]
+    table = pa.concat_tables(parts)
+    keep = np.flatnonzero(rng.random(table.num_rows) > 0.25)  # a quarter of the measurements missing
+    table = table.take(rng.permutation(keep))
+    ra = np.asarray(table["coord_ra"]).copy()
+    ra[rng.random(len(ra)) < 0.02] = np.nan
+    return table.set_column(table.schema.get_field_index("coord_ra"),
+                            table.schema.field("coord_ra"), pa.array(ra))
+
+
+def _slow_pair_rms(table, obj_1, obj_2, band):
+    """The definition, one pair at a time: std (ddof=1, mas) over common visits of their distance."""
+    from astropy.coordinates import SkyCoord
+    import astropy.units as u
+
+    t = table.to_pandas()
+    t = t[(t.band == band) & np.isfinite(t.coord_ra) & np.isfinite(t.coord_dec)]
+    pos = {(o, v): (ra, dec) for o, v, ra, dec in zip(t.obj_index, t.visit, t.coord_ra, t.coord_dec)}
+    out = []
+    for a, b in zip(obj_1, obj_2):
+        visits = sorted({v for (o, v) in pos if o == a} & {v for (o, v) in pos if o == b})
+        if len(visits) < 2:
+            out.append(np.nan)
+            continue
+        pa_, pb_ = np.array([pos[(a, v)] for v in visits]), np.array([pos[(b, v)] for v in visits])
+        d = SkyCoord(pa_[:, 0] * u.deg, pa_[:, 1] * u.deg).separation(SkyCoord(pb_[:, 0] * u.deg, pb_[:, 1] * u.deg))
+        out.append(np.std(d.to_value(u.mas), ddof=1))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("join", ["dense", "sorted"])
+def test_am1_pair_values_match_a_slow_reference(join, monkeypatch):
+    """Both per-visit joins (position cube, sorted merge) give each pair's rms as the one-pair-at-a-time
+    definition does, on shuffled rows with missing visits, NaN positions and two bands."""
+    from surveyqa.metrics.library import astrometry
+
+    if join == "sorted":
+        monkeypatch.setattr(astrometry, "_DENSE_LOOKUP_MAX", 0)
+    table = _messy_catalog()
+    pr = measure(get_metric("AM1"), table, group_by=("band",)).per_row.to_pandas()
+    assert len(pr) > 100 and set(pr.band) == {"r", "i"}
+    rng = np.random.default_rng(0)
+    for band in ("r", "i"):
+        sub = pr[pr.band == band].iloc[rng.choice((pr.band == band).sum(), 40, replace=False)]
+        ref = _slow_pair_rms(table, sub.obj_id_1.to_numpy(), sub.obj_id_2.to_numpy(), band)
+        np.testing.assert_allclose(sub.value.to_numpy(), ref, rtol=0, atol=1e-6, equal_nan=True)

@@ -80,3 +80,27 @@ def test_pa1_on_real_hsc_matched_catalog(shared_data, band):
     assert res["n"] >= 50  # faro needs more than 50 stars with > 2 visits
     pf1 = measure(get_metric("PF1"), table, columns=HSC_COLUMNS).values.to_pylist()[0]
     assert 0.0 < pf1["value"] < 100.0
+
+
+def test_pa1_per_object_rms_matches_a_slow_reference():
+    """Shuffled rows, two bands, NaN and negative fluxes: each object's value is np.std(ddof=1) of its
+    finite magnitudes, computed one object at a time."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(5)
+    table = pa.concat_tables([matched_catalog(n_objects=200, n_visits=5, band=b, seed=i) for i, b in enumerate("gr")])
+    flux = np.asarray(table["psfFlux"]).copy()
+    flux[rng.random(len(flux)) < 0.05] = np.nan
+    flux[rng.random(len(flux)) < 0.02] = -1.0
+    table = table.set_column(table.schema.get_field_index("psfFlux"), table.schema.field("psfFlux"), pa.array(flux))
+    table = table.take(rng.permutation(table.num_rows))
+    pr = measure(get_metric("PA1"), table).per_row.to_pandas()
+    t = table.to_pandas()
+    t["mag"] = -2.5 * np.log10(t.psfFlux) + 31.4
+    assert len(pr) == 400
+    for row in pr.itertuples():
+        m = t.mag[(t.obj_index == row.obj_id) & (t.band == row.band)].to_numpy()
+        m = m[np.isfinite(m)]
+        assert row.n_visits == len(m)
+        expected = np.std(m, ddof=1) * 1000.0 if len(m) > 1 else np.nan
+        np.testing.assert_allclose(row.value, expected, rtol=1e-9, equal_nan=True)

@@ -271,8 +271,37 @@ class Frame:
         self._cache[logical] = value
         return value
 
-    def _convert(self, name: str, spec: LogicalColumn | None) -> np.ndarray:
-        value = self.raw[name]
+    def _arrow_column(self, logical: str) -> str | None:
+        """The Arrow column behind a logical column not converted yet, if it is read as is."""
+        if logical in self._cache or logical == "flag" or not isinstance(self.raw, _ArrowColumns):
+            return None
+        actual = self._actual(logical)
+        if actual is None or len(actual) != 1 or self.raw.converted(actual[0]):
+            return None
+        return actual[0]
+
+    def take(self, logical: str, rows: np.ndarray) -> np.ndarray:
+        """A logical column at some rows only (in its canonical unit).
+
+        For a column of an Arrow table that was not converted yet, only those rows are taken
+        (a metric that needs positions of a sample of sources does not copy the whole column).
+        """
+        name = self._arrow_column(logical)
+        if name is None:
+            return np.asarray(self.get(logical))[rows]
+        return self._convert(name, LOGICAL_COLUMNS.get(logical), self.raw.take(name, rows))
+
+    def finite(self, logical: str) -> np.ndarray:
+        """Boolean mask of the rows where a logical column is finite (not NaN, not infinite)."""
+        name = self._arrow_column(logical)
+        have = self.units.get(name) if name is not None else None
+        spec = LOGICAL_COLUMNS.get(logical)
+        if name is None or (have is not None and spec is not None and have != spec.unit):
+            return np.isfinite(self.get(logical))
+        return self.raw.finite(name)
+
+    def _convert(self, name: str, spec: LogicalColumn | None, value: np.ndarray | None = None) -> np.ndarray:
+        value = self.raw[name] if value is None else value
         if spec is None or spec.unit is None:
             return value
         value = np.asarray(value, dtype=float)
@@ -384,6 +413,26 @@ class _ArrowColumns(Mapping):
             arr = col.to_numpy(zero_copy_only=False) if isinstance(col, pa.ChunkedArray) else col.to_numpy()
         self._cache[name] = arr
         return arr
+
+    def converted(self, name: str) -> bool:
+        """True once a column was converted to numpy."""
+        return name in self._cache
+
+    def take(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """A column at some rows, as numpy, without converting the whole column."""
+        sub = _ArrowColumns(self._table.select([name]).take(rows))
+        return sub[name]
+
+    def finite(self, name: str) -> np.ndarray:
+        """Mask of finite values of a numeric column, computed in Arrow (no copy of the column)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        col = self._table.column(name)
+        if not pa.types.is_floating(col.type):
+            return np.isfinite(np.asarray(self[name], dtype=float))
+        parts = [pc.is_finite(c).fill_null(False).to_numpy(zero_copy_only=False) for c in col.chunks]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
 
     def __contains__(self, name: object) -> bool:
         return name in self._names

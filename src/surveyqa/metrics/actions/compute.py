@@ -83,33 +83,52 @@ def repeat_deviation(codes: np.ndarray, n_obj: int, values: np.ndarray) -> tuple
     return (values - mean) * scale, n
 
 
-def object_rows(frame: Frame, keys: Mapping[str, np.ndarray], values: np.ndarray
+def object_rows(frame: Frame, keys: Mapping[str, np.ndarray], values: np.ndarray, moments: bool = True
                 ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
     """One row per object: id, band, finite count, mean and sample std (ddof=1) of ``values``.
 
     The group_by keys of each object are those of its first source (objects are matched within
     a tract and a band, so tract and band are constant over an object).
 
+    Parameters
+    ----------
+    frame : Frame
+        The source rows.
+    keys : mapping of str -> numpy.ndarray
+        The group_by keys of the source rows.
+    values : numpy.ndarray
+        Per-source values (non-finite ones are not counted), or a boolean mask of the sources
+        to count.
+    moments : bool
+        Also compute ``mean`` and ``std`` of the values (not for a mask).
+
     Returns
     -------
     rows : dict of str -> numpy.ndarray
-        ``obj_id``, ``band`` (if any), ``n_visits``, ``mean``, ``std`` and the group_by keys.
+        ``obj_id``, ``band`` (if any), ``n_visits``, ``mean`` and ``std`` (with ``moments``) and
+        the group_by keys.
     codes : numpy.ndarray
         Object code of each source row.
     n_obj : int
         Number of objects.
     """
     codes, n_obj = object_codes(frame)
-    c, v = finite_rows(codes, values)  # no copy when every value is finite
-    n = group_count(c, n_obj)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = group_sum(c, v, n_obj) / n
-        dev = v - mean[c]
-        std = np.sqrt(group_count(c, n_obj, weights=dev * dev) / (n - 1))
-    n = n.astype(np.int64)
-    std[n < 2] = np.nan
+    if values.dtype == bool:
+        n = group_count(codes if values.all() else codes[values], n_obj).astype(np.int64)
+        rows = {"n_visits": n}
+    else:
+        c, v = finite_rows(codes, values)  # no copy when every value is finite
+        n = group_count(c, n_obj)
+        rows = {"n_visits": n.astype(np.int64)}
+        if moments:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = group_sum(c, v, n_obj) / n
+                dev = v - mean[c]
+                std = np.sqrt(group_count(c, n_obj, weights=dev * dev) / (n - 1))
+            std[n < 2] = np.nan
+            rows.update(mean=mean, std=std)
     first = first_rows(codes, n_obj)
-    rows = {"obj_id": take(frame.get("obj_id"), first), "n_visits": n, "mean": mean, "std": std}
+    rows = {"obj_id": take(frame.get("obj_id"), first), **rows}
     if frame.can_resolve("band"):
         rows["band"] = take(frame.get("band"), first)
     for k, arr in keys.items():

@@ -54,9 +54,9 @@ MAX_OBJECTS = 20_000
 MAX_PAIRS = 1_000_000
 MIN_PAIRS = 10
 SEED = 12345
-#: largest (objects x visits) lookup table the pair join builds (entries, int64) before it falls
-#: back to a binary search.
-_DENSE_LOOKUP_MAX = 20_000_000
+#: largest (objects x visits) cube of positions the pair join builds (entries of 3 float64)
+#: before it falls back to a sorted merge.
+_DENSE_LOOKUP_MAX = 5_000_000
 
 #: (ADx spec in mas, AFx spec in %) by x and level (LPM-17, verify_metrics specs).
 AD_SPEC = {(1, "design"): 20.0, (1, "minimum"): 40.0, (1, "stretch"): 10.0,
@@ -81,10 +81,19 @@ def _angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     a0, a1, a2 = a[:, 0], a[:, 1], a[:, 2]
     b0, b1, b2 = b[:, 0], b[:, 1], b[:, 2]
-    c0 = a1 * b2 - a2 * b1
-    c1 = a2 * b0 - a0 * b2
-    c2 = a0 * b1 - a1 * b0
-    return np.arctan2(np.sqrt(c0 * c0 + c1 * c1 + c2 * c2), np.einsum("ij,ij->i", a, b))
+    c0 = a1 * b2
+    c0 -= a2 * b1
+    c0 *= c0
+    c1 = a2 * b0
+    c1 -= a0 * b2
+    c1 *= c1
+    c2 = a0 * b1
+    c2 -= a1 * b0
+    c2 *= c2
+    c0 += c1
+    c0 += c2
+    np.sqrt(c0, out=c0)
+    return np.arctan2(c0, np.einsum("ij,ij->i", a, b), out=c0)
 
 
 def _chord(theta_rad: float) -> float:
@@ -117,13 +126,12 @@ def pair_rms_compute(annulus_arcmin: float, width_arcmin: float = ANNULUS_WIDTH_
 
     def compute(frame: Frame, keys: Mapping[str, np.ndarray], selection: Selection) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
-        ra, dec = frame.get("ra"), frame.get("dec")
-        good = np.isfinite(ra) & np.isfinite(dec)
+        good = frame.finite("ra") & frame.finite("dec")  # positions are read for sampled objects only
         if frame.can_resolve("flag"):
             good &= ~frame.get("flag").astype(bool)
         all_good = bool(good.all())
         mag = frame.get("mag") if all_good else np.where(good, frame.get("mag"), np.nan)
-        objs, codes, n_obj = object_rows(frame, keys, np.ones(frame.n_rows) if all_good else np.where(good, 1.0, np.nan))
+        objs, codes, n_obj = object_rows(frame, keys, good)
         objs["obj_mag"] = group_percentile(codes, mag, n_obj, 50.0)[0]
         objs["obj_extendedness"] = group_mean(codes, np.asarray(frame.get("extendedness"), float), n_obj)[0]
         chosen = selection(_View(objs, n_obj))
@@ -141,8 +149,8 @@ def pair_rms_compute(annulus_arcmin: float, width_arcmin: float = ANNULUS_WIDTH_
         in_sample = np.zeros(n_obj, dtype=bool)
         for idx in samples:
             in_sample[idx] = True
-        rows = np.flatnonzero(in_sample[codes] & good)
-        xyz = unit_vectors(ra[rows], dec[rows])
+        rows = np.flatnonzero(in_sample[codes] if all_good else in_sample[codes] & good)
+        xyz = unit_vectors(frame.take("ra", rows), frame.take("dec", rows))
         centre = np.column_stack([group_count(codes[rows], n_obj, weights=xyz[:, i]) for i in range(3)])
         with np.errstate(invalid="ignore", divide="ignore"):
             centre /= np.linalg.norm(centre, axis=1, keepdims=True)
@@ -160,7 +168,7 @@ def pair_rms_compute(annulus_arcmin: float, width_arcmin: float = ANNULUS_WIDTH_
         if len(a) > max_pairs:
             keep = np.sort(rng.choice(len(a), max_pairs, replace=False))
             a, b = a[keep], b[keep]
-        rms, n_common = _pair_distance_rms(a, b, codes[rows], n_obj, np.asarray(frame.get("visit"))[rows], xyz)
+        rms, n_common = _pair_distance_rms(a, b, codes[rows], n_obj, frame.take("visit", rows), xyz)
         out: dict[str, np.ndarray] = {
             "obj_id_1": objs["obj_id"][a], "obj_id_2": objs["obj_id"][b],
             "separation": np.degrees(_angle(centre[a], centre[b])) * 60.0,
@@ -185,7 +193,10 @@ def _pair_distance_rms(a: np.ndarray, b: np.ndarray, codes: np.ndarray, n_obj: i
     """Sample std (radians) over common visits of the distance between objects a[i] and b[i].
 
     ``codes``, ``visit`` and ``xyz`` are the object code, visit and unit vector of the good
-    sources of (at least) the objects in the pairs: a sorted merge on (object, visit) keys.
+    sources of (at least) the objects in the pairs. The join on (object, visit) is a lookup in a
+    dense (objects x visits) cube of positions when the objects are seen in most visits (matched
+    catalogs of one tract), else a sorted merge; both give the (pair, visit) rows in the same
+    order, so the sums are the same.
     """
     if len(a) == 0:
         return np.zeros(0), np.zeros(0, np.int64)
@@ -196,38 +207,54 @@ def _pair_distance_rms(a: np.ndarray, b: np.ndarray, codes: np.ndarray, n_obj: i
     if not is_sorted(key):
         order = np.argsort(key)
         rows, key = rows[order], key[order]
-    # sources of each object, in key order: start offset and count
+    unique_keys = not bool(np.any(key[1:] == key[:-1]))  # one source per (object, visit)
+    objects = np.unique(np.concatenate([a, b]))
     obj_sorted = key // n_v
-    start = np.searchsorted(obj_sorted, np.arange(n_obj))
     count = np.bincount(obj_sorted, minlength=n_obj)
-    # expand every pair over the sources of its first object
-    reps = count[a]
-    pair = np.repeat(np.arange(len(a)), reps)
-    offset = np.arange(len(pair)) - np.repeat(np.cumsum(reps) - reps, reps)
-    src_a = start[a][pair] + offset
-    visit_a = key[src_a] % n_v
-    # the source of b in the same visit: a (objects x visits) table when it is small, else a binary search
-    objects = np.unique(b)
-    if len(objects) * n_v <= _DENSE_LOOKUP_MAX:
-        local = np.zeros(n_obj, dtype=np.int64)
-        local[objects] = np.arange(len(objects))
-        table = np.full((len(objects), n_v), -1, dtype=np.int64)
-        mine = np.flatnonzero(np.isin(obj_sorted, objects))
-        table[local[obj_sorted[mine]], key[mine] % n_v] = mine
-        pos = table[local[b[pair]], visit_a]
-        hit = pos >= 0
+    n_expanded = int(count[a].sum())  # (pair, visit) rows the merge would look at
+    if unique_keys and len(objects) * n_v <= _DENSE_LOOKUP_MAX and len(a) * n_v <= 2 * n_expanded:
+        pair, dist = _join_dense(a, b, objects, n_obj, obj_sorted, key % n_v, rows, n_v, xyz)
     else:
-        want = b[pair] * n_v + visit_a
-        pos = np.minimum(np.searchsorted(key, want), len(key) - 1)
-        hit = key[pos] == want
-    pair, ra_rows, rb_rows = pair[hit], rows[src_a[hit]], rows[pos[hit]]
-    dist = _angle(xyz[ra_rows], xyz[rb_rows])
+        pair, dist = _join_sorted(a, b, n_obj, obj_sorted, count, key, rows, n_v, xyz)
     n = np.bincount(pair, minlength=len(a))
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.bincount(pair, weights=dist, minlength=len(a)) / n
         var = np.bincount(pair, weights=(dist - mean[pair]) ** 2, minlength=len(a)) / (n - 1)
     var[n < 2] = np.nan
     return np.sqrt(var), n
+
+
+def _join_dense(a, b, objects, n_obj, obj_sorted, visit_sorted, rows, n_v, xyz):
+    """(pair, distance) for every visit both objects of a pair have: gather rows of a position cube."""
+    local = np.full(n_obj, -1, dtype=np.int64)
+    local[objects] = np.arange(len(objects))
+    mine = local[obj_sorted] >= 0
+    cube = np.zeros((len(objects), n_v, 3))
+    seen = np.zeros((len(objects), n_v), dtype=bool)
+    where = (local[obj_sorted[mine]], visit_sorted[mine])
+    cube[where] = xyz[rows[mine]]
+    seen[where] = True
+    la, lb = local[a], local[b]
+    both = (seen[la] & seen[lb]).ravel()
+    dist = _angle(cube[la].reshape(-1, 3), cube[lb].reshape(-1, 3))
+    pair = np.repeat(np.arange(len(a)), n_v)
+    if both.all():
+        return pair, dist
+    return pair[both], dist[both]
+
+
+def _join_sorted(a, b, n_obj, obj_sorted, count, key, rows, n_v, xyz):
+    """(pair, distance) for every visit both objects of a pair have: expand a's sources, search b's."""
+    start = np.searchsorted(obj_sorted, np.arange(n_obj))
+    reps = count[a]
+    pair = np.repeat(np.arange(len(a)), reps)
+    offset = np.arange(len(pair)) - np.repeat(np.cumsum(reps) - reps, reps)
+    src_a = start[a][pair] + offset
+    want = b[pair] * n_v + (key[src_a] % n_v)
+    pos = np.minimum(np.searchsorted(key, want), len(key) - 1)
+    hit = key[pos] == want
+    pair, ra_rows, rb_rows = pair[hit], rows[src_a[hit]], rows[pos[hit]]
+    return pair, _angle(xyz[ra_rows], xyz[rb_rows])
 
 
 def _ad_aggregation(percent: float) -> Aggregation:
