@@ -55,14 +55,14 @@ class DashboardConfig:
 
 
 def _nav(config: DashboardConfig, state: DrillState) -> pn.Row:
-    home = pn.widgets.Button(name="quick look", button_type="primary", css_classes=["sq-nav-home"])
+    home = pn.widgets.Button(label="quick look", button_type="primary", css_classes=["sq-nav-home"])
     home.on_click(lambda e: state.go(view="quicklook"))
     try:
         n_failed = len(config.source.failures())
     except SurveyQAError as exc:
         log.warning("cannot read failures: %s", exc)
         n_failed = 0
-    fails = pn.widgets.Button(name=f"failures ({n_failed})", button_type="danger" if n_failed else "light",
+    fails = pn.widgets.Button(label=f"failures ({n_failed})", button_type="danger" if n_failed else "light",
                               css_classes=["sq-nav-failures"])
     fails.on_click(lambda e: state.go(view="failures"))
     return pn.Row(home, fails)

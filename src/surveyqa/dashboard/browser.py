@@ -12,7 +12,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-__all__ = ["CHROMIUM_ARGS", "chromium_path", "launch", "wait_for_plot", "wait_idle", "plot_tags", "visible_text"]
+__all__ = ["CHROMIUM_ARGS", "chromium_path", "launch", "wait_for_plot", "click_polygon", "wait_idle", "plot_tags", "visible_text"]
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -44,6 +44,27 @@ _TAGS = """(name) => {
 }"""
 
 
+_POLYGON_CENTRE = """([name, key, value]) => {
+  for (const doc of Bokeh.documents) {
+    for (const model of doc._all_models.values()) {
+      if (model.name !== name) continue;
+      const view = Bokeh.index.find_one(model);
+      for (const r of model.renderers) {
+        const data = r.data_source && r.data_source.data;
+        if (!data || !data[key] || !data.xs) continue;
+        const i = Array.from(data[key]).indexOf(value);
+        if (i < 0) continue;
+        const xs = Array.from(data.xs[i]), ys = Array.from(data.ys[i]);
+        const x = xs.reduce((a, b) => a + b) / xs.length, y = ys.reduce((a, b) => a + b) / ys.length;
+        const canvas = (view.canvas_view || view.canvas).el.getBoundingClientRect();
+        return [canvas.left + view.frame.x_scale.compute(x), canvas.top + view.frame.y_scale.compute(y)];
+      }
+    }
+  }
+  return null;
+}"""
+
+
 def chromium_path() -> str:
     """The Chromium executable (Debian's by default)."""
     return os.environ.get("SURVEYQA_CHROMIUM", "/usr/bin/chromium")
@@ -66,6 +87,14 @@ def launch(width: int = 1400, height: int = 1000) -> Iterator:
 def wait_for_plot(page, name: str, tags: list[str] = (), timeout: float = 30_000) -> None:
     """Wait until the plot ``name`` carrying all ``tags`` has rendered with data."""
     page.wait_for_function(_PLOT_READY, arg=[name, list(tags)], timeout=timeout, polling=50)
+
+
+def click_polygon(page, name: str, key: str, value: int) -> None:
+    """Click, with the mouse, the middle of the polygon whose ``key`` is ``value`` in plot ``name``."""
+    point = page.evaluate(_POLYGON_CENTRE, [name, key, value])
+    if point is None:
+        raise LookupError(f"no polygon with {key}={value} in plot {name!r}")
+    page.mouse.click(point[0], point[1])
 
 
 def plot_tags(page, name: str) -> list[list[str]]:

@@ -29,7 +29,7 @@ def _breadcrumbs(view: model.DrillView, state: DrillState) -> pn.Row:
         if i == len(view.breadcrumbs) - 1:
             items.append(pn.pane.HTML(f"<b class='sq-crumb-here'>{html.escape(crumb['label'])}</b>"))
             continue
-        button = pn.widgets.Button(name=crumb["label"], button_type="primary", button_style="outline",
+        button = pn.widgets.Button(label=crumb["label"], button_type="primary", button_style="outline",
                                    css_classes=["sq-crumb"])
         query = dict(crumb["query"])
         if not query:
@@ -69,7 +69,7 @@ def _children_table(view: model.DrillView, on_pick) -> pn.widgets.Tabulator:
     frame[key] = frame[key].astype(int)
     frame = frame.sort_values(["outlier", key], ascending=[False, True]).reset_index(drop=True)
     table = pn.widgets.Tabulator(frame, show_index=False, disabled=True, height=300, pagination=None,
-                                 sizing_mode="stretch_width", name=f"table_{key}", css_classes=["sq-children"])
+                                 sizing_mode="stretch_width", css_classes=["sq-children", f"sq-table-{key}"])
     table.on_click(lambda event: on_pick(int(frame.iloc[event.row][key])))
     return table
 
@@ -118,9 +118,10 @@ def _visit_overlay(source, view: model.DrillView, state: DrillState, reference: 
     fig.tags = list(fig.tags) + [f"visits:{len(visits)}"]
     frame = visits[[c for c in ("visit", "band") if c in visits]].copy()
     table = pn.widgets.Tabulator(frame, show_index=False, disabled=True, height=200, pagination=None,
-                                 name="table_overlapping_visits", css_classes=["sq-overlapping-visits"])
+                                 css_classes=["sq-overlapping-visits"])
     visit_metric = _visit_metric(source, view.metric)
-    table.on_click(lambda e: state.go(view="visits", metric=visit_metric, visit=int(frame.iloc[e.row]["visit"])))
+    table.on_click(lambda e: state.go(view="visits", metric=visit_metric, visit=int(frame.iloc[e.row]["visit"]),
+                                      band=frame.iloc[e.row].get("band")))
     note = pn.pane.HTML(f"<p>{len(visits)} visits overlap tract {view.selection['tract']}; click one to open it"
                         f" in visit mode ({html.escape(visit_metric)}).</p>")
     return pn.Column(note, table, sizing_mode="stretch_width")
@@ -144,7 +145,7 @@ def drill_panel(source, state: DrillState, extras: list | None = None) -> pn.vie
         view = model.metric_view(source, state.metric, state.band, state.tract, state.patch)
     tags = [f"level:{view.level}"] + [f"{k}:{v}" for k, v in view.selection.items() if v is not None]
     unit = view.metric.get("unit", "")
-    band = pn.widgets.Select(name="band", options=view.bands, value=view.band, width=120,
+    band = pn.widgets.Select(label="band", options=view.bands, value=view.band, width=120,
                              visible=len(view.bands) > 1)
     band.param.watch(lambda e: state.param.update(band=e.new), "value")
     top = [_breadcrumbs(view, state), pn.Row(band, *(extras or [])), _describe(view)]
@@ -165,7 +166,7 @@ def drill_panel(source, state: DrillState, extras: list | None = None) -> pn.vie
             data.selected.on_change("indices", lambda attr, old, new: new and pick(int(shown.iloc[new[0]][key])))
             side = []
             if view.level == "tract":
-                toggle = pn.widgets.Checkbox(name="show visits overlapping this tract", value=state.show_visits)
+                toggle = pn.widgets.Checkbox(label="show visits overlapping this tract", value=state.show_visits)
                 toggle.param.watch(lambda e: state.param.update(show_visits=e.new), "value")
                 side.append(toggle)
                 if state.show_visits:
@@ -189,5 +190,5 @@ def drill_panel(source, state: DrillState, extras: list | None = None) -> pn.vie
     if view.level in ("patch", "detector") and len(view.rows):
         first = view.rows.sort_values(view.columns["value"], ascending=False).head(200)
         body.append(pn.widgets.Tabulator(first, show_index=False, disabled=True, height=300,
-                                         sizing_mode="stretch_width", name="table_rows"))
+                                         sizing_mode="stretch_width", css_classes=["sq-rows"]))
     return pn.Column(*top, *body, sizing_mode="stretch_width")

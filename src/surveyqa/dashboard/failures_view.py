@@ -29,6 +29,6 @@ def failures_panel(source) -> pn.viewable.Viewable:
         items.append(pn.pane.Bokeh(fig, sizing_mode="stretch_width"))
     shown = failures.drop(columns=[c for c in failures.columns if c == "polygon"])
     items.append(pn.widgets.Tabulator(shown, show_index=False, disabled=True, height=400,
-                                      sizing_mode="stretch_width", name="table_failures"))
+                                      sizing_mode="stretch_width", css_classes=["sq-failures"]))
     items.append(pn.pane.HTML("<p>" + html.escape("Columns: " + ", ".join(map(str, shown.columns))) + "</p>"))
     return pn.Column(*items, sizing_mode="stretch_width")

@@ -367,6 +367,10 @@ def visit_view(source: DataSource, metric: str, band: str | None = None, visit: 
     entry = metric_entry(source, metric)
     values = source.metric_values(metric=metric)
     bands = sorted(values["band"].dropna().unique().tolist())
+    if visit is not None:  # a visit has one band: show it whatever band the page came from
+        visits = source.visits()
+        own = visits.loc[visits["visit"] == int(visit), "band"] if "band" in visits else []
+        band = own.iloc[0] if len(own) else band
     band = band if band in bands else None
     values = _band_filter(values, band)
     crumbs = [{"label": "quick look", "query": {}},

@@ -47,7 +47,7 @@ def quicklook_panel(source, state: DrillState, title: str) -> pn.viewable.Viewab
     for row in ql.summary.itertuples(index=False):
         band = row.band if isinstance(row.band, str) else None
         label = f"{row.metric}{' ' + band if band else ''}: {format_value(row.value, row.unit)}"
-        button = pn.widgets.Button(name=label, button_type=BUTTON_TYPE.get(row.status, "light"),
+        button = pn.widgets.Button(label=label, button_type=BUTTON_TYPE.get(row.status, "light"),
                                    description=f"status: {row.status}; spec: {row.spec or 'none'}",
                                    css_classes=[f"sq-metric", f"sq-{row.status}"], width=300)
         button.on_click(lambda event, m=row.metric, b=band: _open_metric(state, entries, m, b))
@@ -60,8 +60,8 @@ def quicklook_panel(source, state: DrillState, title: str) -> pn.viewable.Viewab
         f"{int((ql.summary['status'] == 'none').sum())} without a spec.</p>")
 
     sky_names = [e["name"] for e in entries.values() if set(e.get("levels", [])) & {"tract", "visit"}]
-    choose_metric = pn.widgets.Select(name="sky map metric", options=sky_names, value=ql.sky_metric, width=300)
-    choose_band = pn.widgets.Select(name="band", options=ql.bands, value=ql.sky_band, width=120,
+    choose_metric = pn.widgets.Select(label="sky map metric", options=sky_names, value=ql.sky_metric, width=300)
+    choose_band = pn.widgets.Select(label="band", options=ql.bands, value=ql.sky_band, width=120,
                                     visible=bool(ql.bands))
     choose_metric.param.watch(lambda e: state.param.update(sky_metric=e.new, sky_band=None), "value")
     choose_band.param.watch(lambda e: state.param.update(sky_band=e.new), "value")

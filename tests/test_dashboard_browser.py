@@ -1,0 +1,165 @@
+"""The dashboard in headless Chromium on the demo repository: what a user clicks, and what they see.
+
+The demo repository holds a simulated survey with every defect injected; its truth manifest
+says which detector, visit and patch are bad, and these tests check the dashboard shows them.
+Screenshots go to test-artifacts/dashboard/.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from surveyqa.dashboard import browser
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SHOTS = ROOT / "test-artifacts" / "dashboard"
+
+
+@pytest.fixture(scope="module")
+def truth(demo_repo) -> dict:
+    from surveyqa.butler import QARepository
+
+    return QARepository(*demo_repo).truth()
+
+
+@pytest.fixture(scope="module")
+def server(demo_repo, tmp_path_factory):
+    from surveyqa.dashboard import serve
+
+    if not Path(browser.chromium_path()).exists():
+        pytest.skip(f"no Chromium at {browser.chromium_path()} (set SURVEYQA_CHROMIUM)")
+    handle, url = serve(*demo_repo, notebook_dir=tmp_path_factory.mktemp("notebooks"))
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def page(server):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with browser.launch() as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.errors = errors
+        yield page
+    assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+def open_page(page, server, query: str = "") -> None:
+    page.goto(server.url + query, wait_until="domcontentloaded")
+
+
+def click_cell(page, field: str, value: int) -> None:
+    """Click the table row whose ``field`` cell reads exactly ``value``."""
+    page.locator(f'.tabulator-cell[tabulator-field="{field}"]', has_text=re.compile(rf"^{value:,}$")).first.click()
+
+
+def test_quick_look_shows_counts_and_injected_defects_in_red(page, server, truth):
+    open_page(page, server)
+    browser.wait_for_plot(page, "sky", ["level:quicklook"])
+    page.screenshot(path=SHOTS / "quicklook.png", full_page=True)
+    header = page.locator(".sq-count[data-key='tracts']").inner_text()
+    assert header.split()[0] == str(len(truth["tracts"]))
+    visits = page.locator(".sq-count[data-key='visits']").inner_text()
+    assert visits.split()[0] == str(len(truth["visits"]))
+    # the bad detector breaks the astrometric offset, the bad visit the zero-point offset in its band
+    bad_band = next(v["band"] for v in truth["visits"] if v["visit"] == truth["defects"]["bad_zeropoint_visit"]["visit"])
+    for label in ("health.astromOffset", f"health.zeroPointOffset {bad_band}:", "health.emptyCellFraction"):
+        button = page.locator(".sq-fail button", has_text=label)
+        assert button.count() >= 1, f"{label} should be a red (failed) button"
+        assert "bk-btn-danger" in button.first.get_attribute("class")
+    assert page.locator(".sq-pass button").count() > 0, "the metrics the defects do not touch should be green"
+
+
+def test_metric_tract_patch_drill_down_and_breadcrumbs(page, server, truth):
+    open_page(page, server)
+    browser.wait_for_plot(page, "sky", ["level:quicklook"])
+    page.locator(".sq-metric button", has_text="validate_drp.PA1 r:").click()
+    browser.wait_for_plot(page, "sky", ["level:dataset"])
+    tract = truth["tracts"][0]["tract"] if isinstance(truth["tracts"][0], dict) else truth["tracts"][0]
+    click_cell(page, "tract", tract)
+    browser.wait_for_plot(page, "sky", ["level:tract", f"tract:{tract}"])
+    browser.wait_for_plot(page, "scatter", ["level:tract"])
+    assert f"tract={tract}" in page.url
+    page.screenshot(path=SHOTS / "tract.png", full_page=True)
+    # a real mouse click on a patch of the sky plot selects it
+    browser.click_polygon(page, "sky", "patch", 6)
+    browser.wait_for_plot(page, "scatter", ["level:patch", "patch:6"])
+    assert "patch=6" in page.url
+    assert page.locator("h2.sq-title[data-level='patch']").count() == 1
+    page.screenshot(path=SHOTS / "patch.png", full_page=True)
+    page.locator(".sq-crumb button", has_text=f"tract {tract}").click()
+    browser.wait_for_plot(page, "sky", ["level:tract", f"tract:{tract}"])
+    assert "patch=6" not in page.url
+    assert page.locator("h2.sq-title[data-level='tract']").count() == 1
+
+
+def test_visit_mode_highlights_the_injected_bad_detector(page, server, truth):
+    bad_detector = truth["defects"]["bad_astrometry_detector"]["detector"]
+    open_page(page, server, "?view=visits&metric=health.astromOffset")
+    browser.wait_for_plot(page, "series", ["level:visits"])
+    page.screenshot(path=SHOTS / "visits.png", full_page=True)
+    visit = truth["visits"][-1]["visit"]
+    click_cell(page, "visit", visit)
+    browser.wait_for_plot(page, "series", ["level:visit", f"visit:{visit}"])
+    tags = [t for t in browser.plot_tags(page, "series") if f"visit:{visit}" in t][0]
+    outliers = next(t for t in tags if t.startswith("outliers:")).split(":")[1]
+    assert outliers == str(bad_detector), f"outlier detectors {outliers!r}, injected bad detector {bad_detector}"
+    page.screenshot(path=SHOTS / "visit_detectors.png", full_page=True)
+    click_cell(page, "detector", bad_detector)
+    page.wait_for_selector("h2.sq-title[data-level='detector']")
+    assert f"detector={bad_detector}" in page.url
+
+
+def test_bad_visit_stands_out_against_visit_number(page, server, truth):
+    bad_visit = truth["defects"]["bad_zeropoint_visit"]["visit"]
+    open_page(page, server, "?view=visits&metric=health.zeroPointOffset")
+    browser.wait_for_plot(page, "series", ["level:visits"])
+    tags = browser.plot_tags(page, "series")[0]
+    outliers = next(t for t in tags if t.startswith("outliers:")).split(":")[1].split(",")
+    assert str(bad_visit) in outliers
+    page.screenshot(path=SHOTS / "zeropoint_visits.png", full_page=True)
+
+
+def test_overlapping_visits_jump_into_visit_mode(page, server, truth):
+    tract = truth["tracts"][0]["tract"] if isinstance(truth["tracts"][0], dict) else truth["tracts"][0]
+    open_page(page, server, f"?view=metric&metric=validate_drp.PA1&band=r&tract={tract}&show_visits=true")
+    browser.wait_for_plot(page, "sky", ["level:tract", f"visits:{len(truth['visits'])}"])
+    page.screenshot(path=SHOTS / "tract_visit_outlines.png", full_page=True)
+    visit = truth["visits"][0]["visit"]
+    page.locator(".sq-overlapping-visits").locator('.tabulator-cell[tabulator-field="visit"]',
+                                                   has_text=re.compile(rf"^{visit:,}$")).click()
+    browser.wait_for_plot(page, "series", ["level:visit", f"visit:{visit}"])
+    page.wait_for_url(re.compile("view=visits"))
+
+
+def test_failures_are_listed_and_drawn_on_the_sky(page, server, truth):
+    failing = truth["defects"]["outside_refcat"]["failing"]
+    open_page(page, server)
+    browser.wait_for_plot(page, "sky", ["level:quicklook"])
+    page.locator(".sq-nav-failures button").click()
+    browser.wait_for_plot(page, "failures_sky", ["level:failures", f"n:{len(failing)}"])
+    text = browser.visible_text(page)
+    assert f"{len(failing)} failed quanta" in text
+    assert "NoReferenceObjectsError" in text
+    page.screenshot(path=SHOTS / "failures.png", full_page=True)
+
+
+def test_a_page_error_is_shown_to_the_user(page, server):
+    open_page(page, server, "?view=metric&metric=no.such.metric")
+    page.wait_for_selector(".sq-error >> text=no metric 'no.such.metric'")
+    page.screenshot(path=SHOTS / "error.png", full_page=True)
+
+
+def test_open_in_jupyter_writes_the_notebook(page, server):
+    open_page(page, server, "?view=metric&metric=validate_drp.PA1&band=r")
+    browser.wait_for_plot(page, "sky", ["level:dataset"])
+    with page.expect_download() as download:
+        page.locator(".sq-jupyter").locator("a, button").first.click()
+    assert download.value.suggested_filename.endswith(".ipynb")
+    path = page.locator("code.sq-notebook").inner_text()
+    assert Path(path).is_file() and "QARepository" in Path(path).read_text()
