@@ -93,3 +93,43 @@ def test_not_flagged_is_skipped_and_said_so_without_flag_column():
     assert "not flag: not applied" in s.explain(rows)
     flagged = _Rows(snr=[100, 100], flag=[False, True])
     assert s(flagged).tolist() == [True, False]
+
+
+@pytest.mark.parametrize("equal_sizes", [True, False])
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_grouping_segment_path_matches_slow_reference(equal_sizes, with_nan):
+    """Rows sorted by a (sparse) integer id, as matched catalogs are: the segment reductions give the
+    per-group count, mean, std, median and quartiles of the obvious per-group loop; the codes built
+    lazily from the segments, rows_of and codes_at agree with them."""
+    import pandas as pd
+
+    from surveyqa.metrics.actions.groups import grouping
+
+    rng = np.random.default_rng(11)
+    sizes = np.full(50, 6) if equal_sizes else rng.integers(1, 9, 50)
+    ids = np.repeat(np.sort(rng.choice(10_000, 50, replace=False)), sizes)
+    values = rng.normal(size=len(ids)) * 3 + ids % 7
+    if with_nan:
+        values[rng.random(len(values)) < 0.1] = np.nan
+    band = pd.Categorical(["r"] * len(ids))
+    g, (uid, uband) = grouping([ids, band])
+    assert g.starts is not None and g.n_groups == 50 and list(uband) == ["r"] * 50
+    codes = np.searchsorted(uid, ids)
+    np.testing.assert_array_equal(g.codes, codes)
+    n, mean, std = g.moments(values)
+    med = g.percentile(values, 50.0)[0]
+    q = g.percentile(values, [25.0, 75.0])[0]
+    ext = g.mean(values)[0]
+    for k in range(50):
+        v = values[codes == k]
+        v = v[np.isfinite(v)]
+        assert n[k] == len(v)
+        np.testing.assert_allclose([mean[k], ext[k], med[k], *q[:, k]],
+                                   [np.mean(v), np.mean(v), np.median(v), *np.percentile(v, [25, 75])]
+                                   if len(v) else [np.nan] * 5, rtol=1e-12)
+        np.testing.assert_allclose(std[k], np.std(v, ddof=1) if len(v) > 1 else np.nan, rtol=1e-10)
+    g, _ = grouping([ids, band])  # a fresh one, without its code array
+    some = np.array([3, 17, 40])
+    rows = g.rows_of(some)
+    np.testing.assert_array_equal(rows, np.flatnonzero(np.isin(codes, some)))
+    np.testing.assert_array_equal(g.codes_at(rows), codes[rows])

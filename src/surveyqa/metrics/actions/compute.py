@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from surveyqa.metrics.actions.groups import (  # noqa: F401
+    Grouping,
     broadcast,
     factorize_keys,
     finite_rows,
@@ -21,10 +22,11 @@ from surveyqa.metrics.actions.groups import (  # noqa: F401
     group_mean,
     group_percentile,
     group_sum,
+    grouping,
 )
 from surveyqa.metrics.columns import Frame
 
-__all__ = ["take", "object_codes", "object_rows", "per_object_mean", "per_object_median", "per_object_count", "repeat_deviation"]
+__all__ = ["take", "object_codes", "object_grouping", "object_rows", "per_object_mean", "per_object_median", "per_object_count", "repeat_deviation"]
 
 
 def take(arr, index: np.ndarray) -> np.ndarray:
@@ -39,11 +41,17 @@ def object_codes(frame: Frame) -> tuple[np.ndarray, int]:
 
     Objects are per band: the same star seen in r and i is two repeatability objects.
     """
+    g = object_grouping(frame)
+    return g.codes, g.n_groups
+
+
+def object_grouping(frame: Frame) -> Grouping:
+    """The rows grouped by object (``obj_id`` and ``band``), see `object_codes`."""
     keys = [frame.get("obj_id")]
     if frame.can_resolve("band"):
         keys.append(frame.get("band"))
-    codes, uniques = factorize_keys(keys)
-    return codes, len(uniques[0]) if uniques else 0
+    g, _ = grouping(keys)
+    return g
 
 
 def per_object_count(codes: np.ndarray, n_obj: int, values: np.ndarray) -> np.ndarray:
@@ -84,7 +92,7 @@ def repeat_deviation(codes: np.ndarray, n_obj: int, values: np.ndarray) -> tuple
 
 
 def object_rows(frame: Frame, keys: Mapping[str, np.ndarray], values: np.ndarray, moments: bool = True
-                ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+                ) -> tuple[dict[str, np.ndarray], Grouping]:
     """One row per object: id, band, finite count, mean and sample std (ddof=1) of ``values``.
 
     The group_by keys of each object are those of its first source (objects are matched within
@@ -107,30 +115,22 @@ def object_rows(frame: Frame, keys: Mapping[str, np.ndarray], values: np.ndarray
     rows : dict of str -> numpy.ndarray
         ``obj_id``, ``band`` (if any), ``n_visits``, ``mean`` and ``std`` (with ``moments``) and
         the group_by keys.
-    codes : numpy.ndarray
-        Object code of each source row.
-    n_obj : int
-        Number of objects.
+    groups : Grouping
+        The source rows grouped by object (``groups.codes``: object of each row).
     """
-    codes, n_obj = object_codes(frame)
+    g = object_grouping(frame)
     if values.dtype == bool:
-        n = group_count(codes if values.all() else codes[values], n_obj).astype(np.int64)
-        rows = {"n_visits": n}
-    else:
-        c, v = finite_rows(codes, values)  # no copy when every value is finite
-        n = group_count(c, n_obj)
+        n = g.sizes() if values.all() else group_count(g.codes[values], g.n_groups)
         rows = {"n_visits": n.astype(np.int64)}
-        if moments:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean = group_sum(c, v, n_obj) / n
-                dev = v - mean[c]
-                std = np.sqrt(group_count(c, n_obj, weights=dev * dev) / (n - 1))
-            std[n < 2] = np.nan
-            rows.update(mean=mean, std=std)
-    first = first_rows(codes, n_obj)
+    elif moments:
+        n, mean, std = g.moments(values)
+        rows = {"n_visits": n, "mean": mean, "std": std}
+    else:
+        rows = {"n_visits": g.mean(values)[1].astype(np.int64)}
+    first = g.first_rows()
     rows = {"obj_id": take(frame.get("obj_id"), first), **rows}
     if frame.can_resolve("band"):
         rows["band"] = take(frame.get("band"), first)
     for k, arr in keys.items():
         rows.setdefault(k, take(arr, first))
-    return rows, codes, n_obj
+    return rows, g

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["factorize_keys", "first_rows", "finite_rows", "is_sorted", "group_count", "group_sum", "group_mean",
+__all__ = ["Grouping", "grouping", "factorize_keys", "first_rows", "finite_rows", "is_sorted", "group_count", "group_sum", "group_mean",
            "group_percentile", "broadcast"]
 
 
@@ -34,9 +34,36 @@ def factorize_keys(keys: Mapping[str, np.ndarray] | Sequence[np.ndarray], n_rows
     uniques : list of numpy.ndarray
         For each key, its value in each group (length G), in key order.
     """
+    codes, uniques, _ = _factorize(keys, n_rows)
+    return codes, uniques
+
+
+def grouping(keys: Mapping[str, np.ndarray] | Sequence[np.ndarray], n_rows: int | None = None
+             ) -> tuple["Grouping", list[np.ndarray]]:
+    """Like `factorize_keys`, as a `Grouping` that knows when each group's rows are contiguous.
+
+    The common case of a matched catalog (one sorted integer key, e.g. the object id, and keys
+    with a single value, e.g. one band) costs two passes over the key and builds no code array.
+    """
+    arrays = list(keys.values()) if isinstance(keys, Mapping) else list(keys)
+    single = [isinstance(a, pd.Categorical) and len(a.categories) == 1 and len(a) > 0
+              and int(np.asarray(a.codes).min()) == 0 for a in arrays]
+    varying = [np.asarray(a) for a, one in zip(arrays, single) if not one]
+    if len(varying) == 1 and varying[0].dtype.kind in "iu" and len(varying[0]) and is_sorted(varying[0]):
+        arr = varying[0]
+        starts = np.concatenate(([0], np.flatnonzero(arr[1:] != arr[:-1]) + 1)).astype(np.int64)
+        uniques = [np.asarray(a.categories, dtype=object)[np.zeros(len(starts), dtype=np.int64)] if one
+                   else arr[starts] for a, one in zip(arrays, single)]
+        return Grouping(None, len(starts), starts, n_rows=len(arr)), uniques
+    codes, uniques, starts = _factorize(keys, n_rows)
+    n_groups = len(uniques[0]) if uniques else (1 if len(codes) else 0)
+    return Grouping(codes, n_groups, starts), uniques
+
+
+def _factorize(keys, n_rows):
     arrays = list(keys.values()) if isinstance(keys, Mapping) else list(keys)
     if not arrays:
-        return np.zeros(n_rows or 0, dtype=np.int64), []
+        return np.zeros(n_rows or 0, dtype=np.int64), [], None
     codes = np.zeros(len(arrays[0]), dtype=np.int64)
     per_key: list[tuple[np.ndarray, np.ndarray]] = []
     varying = 0
@@ -50,9 +77,10 @@ def factorize_keys(keys: Mapping[str, np.ndarray] | Sequence[np.ndarray], n_rows
         codes = _factorize_one(codes)[0]
     n_groups = int(codes.max()) + 1 if len(codes) else 0
     # key values of each group, decoded from the first row of that group
-    rep = first_rows(codes, n_groups)
+    starts = _contiguous_starts(codes, n_groups)
+    rep = starts if starts is not None else first_rows(codes, n_groups)
     uniques = [uniq[c[rep]] for c, uniq in per_key]
-    return codes, uniques
+    return codes, uniques, starts
 
 
 def is_sorted(arr: np.ndarray) -> bool:
@@ -60,12 +88,20 @@ def is_sorted(arr: np.ndarray) -> bool:
     return len(arr) < 2 or bool(np.all(arr[1:] >= arr[:-1]))
 
 
-def first_rows(codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """Index of the first row of each group (0 for a group without rows); linear for sorted codes."""
-    if len(codes) and is_sorted(codes):
+def _contiguous_starts(codes: np.ndarray, n_groups: int) -> np.ndarray | None:
+    """First row of each group if the codes are sorted and no group is empty, else None."""
+    if len(codes) and n_groups and is_sorted(codes):
         starts = np.concatenate(([0], np.flatnonzero(codes[1:] != codes[:-1]) + 1))
         if len(starts) == n_groups:
             return starts.astype(np.int64, copy=False)
+    return None
+
+
+def first_rows(codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Index of the first row of each group (0 for a group without rows); linear for sorted codes."""
+    starts = _contiguous_starts(codes, n_groups)
+    if starts is not None:
+        return starts
     rep = np.zeros(n_groups, dtype=np.int64)
     rep[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
     return rep
@@ -146,6 +182,12 @@ def group_percentile(codes: np.ndarray, values: np.ndarray, n_groups: int, q: fl
         order = np.argsort(c, kind="stable")
         c, v = c[order], v[order]
     n = group_count(c, n_groups).astype(np.int64)
+    return _sorted_percentile(v, n, q), n
+
+
+def _sorted_percentile(v: np.ndarray, n: np.ndarray, q: float | Sequence[float]) -> np.ndarray:
+    """Percentiles of finite values already grouped: group g is the next n[g] values of v."""
+    n_groups = len(n)
     start = np.concatenate(([0], np.cumsum(n)[:-1])).astype(np.int64)
     qs = np.atleast_1d(np.asarray(q, dtype=float))
     out = np.full((len(qs), n_groups), np.nan)
@@ -166,9 +208,111 @@ def group_percentile(codes: np.ndarray, values: np.ndarray, n_groups: int, q: fl
             block.partition(kth, axis=1)
         for i, (lo, hi, frac) in enumerate(ranks):  # only the order statistics needed, not a full sort
             out[i, groups] = block[:, lo] + (block[:, hi] - block[:, lo]) * frac
-    return (out[0] if np.ndim(q) == 0 else out), n
+    return out[0] if np.ndim(q) == 0 else out
 
 
 def broadcast(per_group: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Per-group values repeated onto each row of the group."""
     return per_group[codes]
+
+
+class Grouping:
+    """Rows in groups: a code per row and, when each group's rows are contiguous, where each starts.
+
+    Matched catalogs come sorted by object. Then, and when every value is finite, the per-group
+    statistics are segment reductions (`numpy.add.reduceat`, `numpy.repeat`, a reshape for
+    equal group sizes) that never need the code array (it is built only when asked for);
+    otherwise they fall back to the code-based functions of this module. Results agree to
+    rounding (the order of additions differs).
+
+    Parameters
+    ----------
+    codes : numpy.ndarray of int64 or None
+        Group code per row, 0..n_groups-1; None to derive it from ``starts`` when needed.
+    n_groups : int
+        Number of groups.
+    starts : numpy.ndarray or None
+        First row of each group when the codes are sorted and no group is empty.
+    n_rows : int, optional
+        Number of rows (required when ``codes`` is None).
+    """
+
+    def __init__(self, codes: np.ndarray | None, n_groups: int, starts: np.ndarray | None = None,
+                 n_rows: int | None = None):
+        if codes is None and (starts is None or n_rows is None):
+            raise ValueError("a Grouping without codes needs starts and n_rows")
+        self._codes = codes
+        self.n_groups = n_groups
+        self.starts = starts
+        self.n_rows = len(codes) if codes is not None else int(n_rows)
+
+    @property
+    def codes(self) -> np.ndarray:
+        """Group code per row (built from ``starts`` on first use when not given)."""
+        if self._codes is None:
+            self._codes = np.repeat(np.arange(self.n_groups, dtype=np.int64), self.sizes())
+        return self._codes
+
+    def codes_at(self, rows: np.ndarray) -> np.ndarray:
+        """Group codes of some rows (a binary search in ``starts`` when there is no code array)."""
+        if self._codes is not None or self.starts is None:
+            return self.codes[rows]
+        return np.searchsorted(self.starts, rows, side="right") - 1
+
+    def rows_of(self, groups: np.ndarray) -> np.ndarray:
+        """Row indices of some groups (sorted group indices give sorted rows)."""
+        if self.starts is None:
+            member = np.zeros(self.n_groups, dtype=bool)
+            member[groups] = True
+            return np.flatnonzero(member[self.codes])
+        sizes = self.sizes()[groups]
+        offset = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        return np.repeat(self.starts[groups], sizes) + offset
+
+    def _segments(self, values: np.ndarray) -> bool:
+        return self.starts is not None and len(values) == self.n_rows and bool(np.isfinite(values).all())
+
+    def sizes(self) -> np.ndarray:
+        """Rows per group."""
+        if self.starts is not None:
+            return np.diff(np.append(self.starts, self.n_rows))
+        return group_count(self.codes, self.n_groups)
+
+    def first_rows(self) -> np.ndarray:
+        """Index of the first row of each group."""
+        return self.starts if self.starts is not None else first_rows(self.codes, self.n_groups)
+
+    def moments(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Finite count, mean and sample std (ddof=1; NaN below 2 values) per group."""
+        if self._segments(values):
+            n = self.sizes()
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.add.reduceat(values, self.starts) / n
+                dev = np.repeat(mean, n)
+                np.subtract(values, dev, out=dev)
+                np.multiply(dev, dev, out=dev)
+                std = np.sqrt(np.add.reduceat(dev, self.starts) / (n - 1))
+        else:
+            c, v = finite_rows(self.codes, values)  # no copy when every value is finite
+            n = group_count(c, self.n_groups)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = group_sum(c, v, self.n_groups) / n
+                dev = v - mean[c]
+                std = np.sqrt(group_count(c, self.n_groups, weights=dev * dev) / (n - 1))
+        std[n < 2] = np.nan
+        return n.astype(np.int64), mean, std
+
+    def mean(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean of the finite values per group, and their count."""
+        if self._segments(values):
+            n = self.sizes()
+            return np.add.reduceat(values, self.starts) / n, n
+        return group_mean(self.codes, values, self.n_groups)
+
+    def percentile(self, values: np.ndarray, q: float | Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+        """Percentile(s) of the finite values per group, as `group_percentile`."""
+        if self._segments(values):
+            n = self.sizes()
+            return _sorted_percentile(values, n, q), n
+        return group_percentile(self.codes, values, self.n_groups, q)
+

@@ -38,7 +38,6 @@ from surveyqa.metrics.actions.groups import (
     broadcast,
     factorize_keys,
     group_count,
-    group_mean,
     group_percentile,
     is_sorted,
 )
@@ -131,9 +130,10 @@ def pair_rms_compute(annulus_arcmin: float, width_arcmin: float = ANNULUS_WIDTH_
             good &= ~frame.get("flag").astype(bool)
         all_good = bool(good.all())
         mag = frame.get("mag") if all_good else np.where(good, frame.get("mag"), np.nan)
-        objs, codes, n_obj = object_rows(frame, keys, good)
-        objs["obj_mag"] = group_percentile(codes, mag, n_obj, 50.0)[0]
-        objs["obj_extendedness"] = group_mean(codes, np.asarray(frame.get("extendedness"), float), n_obj)[0]
+        objs, groups = object_rows(frame, keys, good)
+        n_obj = groups.n_groups
+        objs["obj_mag"] = groups.percentile(mag, 50.0)[0]
+        objs["obj_extendedness"] = groups.mean(np.asarray(frame.get("extendedness"), float))[0]
         chosen = selection(_View(objs, n_obj))
         n_selected = int(chosen.sum())
         gcodes, _ = factorize_keys([objs[k] for k in keys], n_obj)
@@ -146,12 +146,13 @@ def pair_rms_compute(annulus_arcmin: float, width_arcmin: float = ANNULUS_WIDTH_
             samples.append(idx)
         n_used = sum(len(idx) for idx in samples)
         # only the sources of sampled objects: their unit vectors and the objects' mean positions
-        in_sample = np.zeros(n_obj, dtype=bool)
-        for idx in samples:
-            in_sample[idx] = True
-        rows = np.flatnonzero(in_sample[codes] if all_good else in_sample[codes] & good)
+        sampled = np.unique(np.concatenate(samples)) if samples else np.zeros(0, np.int64)
+        rows = groups.rows_of(sampled)
+        if not all_good:
+            rows = rows[good[rows]]
+        row_obj = groups.codes_at(rows)
         xyz = unit_vectors(frame.take("ra", rows), frame.take("dec", rows))
-        centre = np.column_stack([group_count(codes[rows], n_obj, weights=xyz[:, i]) for i in range(3)])
+        centre = np.column_stack([group_count(row_obj, n_obj, weights=xyz[:, i]) for i in range(3)])
         with np.errstate(invalid="ignore", divide="ignore"):
             centre /= np.linalg.norm(centre, axis=1, keepdims=True)
         pair_a, pair_b = [], []
@@ -168,7 +169,7 @@ def pair_rms_compute(annulus_arcmin: float, width_arcmin: float = ANNULUS_WIDTH_
         if len(a) > max_pairs:
             keep = np.sort(rng.choice(len(a), max_pairs, replace=False))
             a, b = a[keep], b[keep]
-        rms, n_common = _pair_distance_rms(a, b, codes[rows], n_obj, frame.take("visit", rows), xyz)
+        rms, n_common = _pair_distance_rms(a, b, row_obj, n_obj, frame.take("visit", rows), xyz)
         out: dict[str, np.ndarray] = {
             "obj_id_1": objs["obj_id"][a], "obj_id_2": objs["obj_id"][b],
             "separation": np.degrees(_angle(centre[a], centre[b])) * 60.0,

@@ -28,7 +28,6 @@ import numpy as np
 
 from surveyqa.metrics.actions import aggregate as agg
 from surveyqa.metrics.actions import select as sel
-from surveyqa.metrics.actions.groups import group_mean, group_percentile
 from surveyqa.metrics.actions.compute import (
     object_codes,
     object_rows,
@@ -75,12 +74,12 @@ def _clean_mag(frame: Frame) -> np.ndarray:
 def compute_object_rms(frame: Frame, keys: Mapping[str, np.ndarray], selection: Selection) -> dict[str, np.ndarray]:
     """One row per object: sample std of its magnitudes (mmag) and the context the selection reads."""
     mag = _clean_mag(frame)
-    rows, codes, n_obj = object_rows(frame, keys, mag)
+    rows, groups = object_rows(frame, keys, mag)
     snr = frame.get("snr")
     ext = np.asarray(frame.get("extendedness"), dtype=float)
     rows["mag_mean"] = rows.pop("mean")
-    rows["obj_snr"] = group_percentile(codes, snr, n_obj, 50.0)[0]
-    rows["obj_extendedness"] = group_mean(codes, ext, n_obj)[0]
+    rows["obj_snr"] = groups.percentile(snr, 50.0)[0]
+    rows["obj_extendedness"] = groups.mean(ext)[0]
     rows["value"] = (rows.pop("std") * u.mag).to_value(u.mmag)
     return rows
 
