@@ -171,7 +171,8 @@ def submit(source: str, collection: str | None, server: str | None, token: str |
     from surveyqa.tracking import client
 
     if collection:
-        payload = client.repo_submission(client.read_metric_values(source, collection), source, collection, dataset)
+        table, metrics = client.read_repository(source, collection)
+        payload = client.repo_submission(table, source, collection, dataset, metrics=metrics)
         path = "/api/submissions"
     else:
         if os.path.isdir(source):

@@ -28,7 +28,7 @@ __all__ = [
     "prepare_job",
     "read_job",
     "post",
-    "read_metric_values",
+    "read_repository",
     "repo_submission",
 ]
 
@@ -119,29 +119,18 @@ def post(server: str, path: str, payload: dict[str, Any], token: str | None, tim
     return r.status_code, data
 
 
-def read_metric_values(repo: str, collection: str) -> Any:
-    """All ``qaMetricValues_*`` tables of a collection, as one pyarrow table (columns of docs/data-model.md)."""
-    try:  # the project's reader, when present
-        from surveyqa.butler import QARepository  # type: ignore[attr-defined]
+def read_repository(repo: str, collection: str) -> tuple[Any, list[dict[str, Any]]]:
+    """A collection's metric values (columns of docs/data-model.md) and, from its QA manifest, the
+    definitions of the metrics in them, so the service can store metrics it has not seen before."""
+    from surveyqa.butler import QARepository
 
-        return QARepository(repo, collection).metric_values()
-    except ImportError:
-        pass
-    import pyarrow as pa
-    from lsst.daf.butler import Butler, MissingDatasetTypeError
-
-    butler = Butler.from_config(repo, collections=[collection])
-    tables = []
-    for dataset_type in ("qaMetricValues_tract", "qaMetricValues_visit"):
-        try:
-            refs = butler.query_datasets(dataset_type, collections=[collection], explain=False)
-        except MissingDatasetTypeError:
-            continue
-        tables.extend(butler.get(ref) for ref in refs)
-    if not tables:
-        raise SurveyQAError(f"no qaMetricValues_* datasets in {collection} of {repo}", "run the QA pipeline first (`surveyqa run`)")
-    tables = [t if isinstance(t, pa.Table) else pa.Table.from_pandas(t.to_pandas() if hasattr(t, "to_pandas") else t) for t in tables]
-    return pa.concat_tables(tables, promote_options="default")
+    qa = QARepository(repo, collection)
+    keys = ("name", "unit", "description", "reference", "higher_is_better")
+    metrics = [{k: m.get(k) for k in keys if m.get(k) is not None} for m in qa.manifest().get("metrics", [])]
+    for m in metrics:
+        if isinstance(m.get("reference"), str):  # the manifest writes a reference as one line of text
+            m["reference"] = {"doc": m["reference"]}
+    return qa.metric_values(), metrics
 
 
 def repo_submission(table: Any, repo: str, collection: str, dataset: str | None = None, pipeline: str | None = None,

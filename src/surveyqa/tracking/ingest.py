@@ -339,7 +339,7 @@ def from_submission(sub: Submission) -> NormalizedRun:
 
 
 _VALUE_COLUMNS = ("metric", "value", "unit")
-_ID_COLUMNS = ("band", "tract", "patch", "visit", "detector", "instrument", "skymap", "physical_filter")
+_ID_COLUMNS = ("band", "tract", "patch", "visit", "detector", "instrument", "skymap", "physical_filter", "column")
 _OPTIONAL = ("level", "n", "selection", "aggregation", "note")
 
 
