@@ -3,6 +3,8 @@ tracking service over HTTP with their data IDs, once, and link back to the drill
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlparse
+
 import pytest
 from tracking_fixtures import db_url, make_server  # noqa: F401
 
@@ -39,4 +41,5 @@ def test_repository_values_are_tracked_per_data_id(demo_repo, make_server, capsy
         ).json()
     points = [p for s in series["series"] for p in s["points"]]
     assert any(p["value"] == pytest.approx(row["value"]) for p in points)
-    assert all(collection in (p.get("link") or "") for p in points)
+    links = [parse_qs(urlparse(p["link"]).query) for p in points]
+    assert all(q["repo"] == [repo] and q["collection"] == [collection] for q in links)
