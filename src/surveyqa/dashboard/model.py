@@ -184,18 +184,21 @@ def _with_polygons(values: pd.DataFrame, geometry: pd.DataFrame, key: str | list
     return values.merge(geometry, on=keys, how="left")
 
 
-def flag_outliers(values: pd.Series) -> pd.Series:
+def flag_outliers(values: pd.Series, floor: float = 0.0) -> pd.Series:
     """True where a value is far from the others: robust z-score above `OUTLIER_Z`.
 
     The scale is 1.4826 times the median absolute deviation, so one bad detector among a hundred
-    stands out however large it is; NaN values are never outliers.
+    stands out however large it is, but never less than ``floor`` (same unit as the values): with
+    a spec, deviations under 5% of its threshold are noise, not outliers. NaN is never an outlier.
     """
     x = values.astype(float)
-    median = np.nanmedian(x) if x.notna().any() else math.nan
-    mad = 1.4826 * np.nanmedian(np.abs(x - median)) if x.notna().any() else math.nan
-    if not np.isfinite(mad) or mad == 0:
-        return pd.Series(False, index=values.index) if not np.isfinite(median) else (x != median) & x.notna()
-    return (np.abs(x - median) / mad > OUTLIER_Z).fillna(False)
+    if not x.notna().any():
+        return pd.Series(False, index=values.index)
+    median = np.nanmedian(x)
+    scale = max(1.4826 * np.nanmedian(np.abs(x - median)), floor)
+    if not np.isfinite(scale) or scale == 0:
+        return (x != median) & x.notna()
+    return (np.abs(x - median) / scale > OUTLIER_Z).fillna(False)
 
 
 def unwrap_ra(ra: np.ndarray, reference: float) -> np.ndarray:
@@ -300,7 +303,9 @@ def _children(values: pd.DataFrame, level: str, geometry: pd.DataFrame, keys: li
         rows = _aggregate_up(values[values["level"] == finer], keys, level)
     rows = rollup(rows, keys, entry.get("higher_is_better"))
     children = _with_polygons(rows, geometry, keys)
-    children["outlier"] = flag_outliers(children["value"]) if len(children) else pd.Series(dtype=bool)
+    thresholds = children["threshold"].dropna().abs() if "threshold" in children else pd.Series(dtype=float)
+    floor = 0.05 * float(thresholds.median()) if len(thresholds) else 0.0
+    children["outlier"] = flag_outliers(children["value"], floor) if len(children) else pd.Series(dtype=bool)
     return children.reset_index(drop=True)
 
 

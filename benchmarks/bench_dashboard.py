@@ -1,0 +1,113 @@
+"""Time the dashboard in headless Chromium: quick-look load, then each drill-down step.
+
+Usage::
+
+    python benchmarks/bench_dashboard.py REPO COLLECTION [--metric validate_drp.PA1 --band r]
+        [--visit-metric health.astromOffset] [--repeat 3]
+
+Each step is timed in the page with ``performance.now()`` from just before the click to the
+moment the plot of the next level has rendered with data (the wait of the browser tests).
+The quick look is timed from navigation start (``performance.timeOrigin``) to its sky map
+rendered, in a fresh page after one warm-up page (so it is the cost of a session, not of the
+first import of the web stack). Targets (issue 4): quick look < 3 s, each step < 500 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import statistics
+import time
+
+from surveyqa.butler import QARepository
+from surveyqa.dashboard import browser, serve
+
+log = logging.getLogger("bench_dashboard")
+
+MARK = "() => { window.__t0 = performance.now(); }"
+SINCE = "() => performance.now() - window.__t0"
+
+
+def _step(page, action, name: str, tags: list[str]) -> float:
+    page.evaluate(MARK)
+    action()
+    browser.wait_for_plot(page, name, tags, timeout=120_000)
+    return page.evaluate(SINCE) / 1000.0
+
+
+def _cell(page, field: str, value: int):
+    return lambda: page.locator(f'.tabulator-cell[tabulator-field="{field}"]',
+                                has_text=re.compile(rf"^{value:,}$")).first.click()
+
+
+def run_once(url: str, metric: str, band: str, tract: int, patch: int, visit_metric: str, visit: int,
+             detector: int) -> dict[str, float]:
+    times = {}
+    with browser.launch() as page:
+        page.goto(url, wait_until="domcontentloaded")
+        browser.wait_for_plot(page, "sky", ["level:quicklook"], timeout=120_000)
+        times["quick look (load)"] = page.evaluate("() => performance.now()") / 1000.0
+        times["metric (click button)"] = _step(
+            page, lambda: page.locator(".sq-metric button", has_text=f"{metric} {band}:").first.click(),
+            "sky", ["level:dataset"])
+        times["tract (click row)"] = _step(page, _cell(page, "tract", tract), "scatter",
+                                           ["level:tract", f"tract:{tract}"])
+        times["patch (click sky)"] = _step(page, lambda: browser.click_polygon(page, "sky", "patch", patch),
+                                           "scatter", ["level:patch", f"patch:{patch}"])
+        page.goto(f"{url}?view=visits&metric={visit_metric}", wait_until="domcontentloaded")
+        browser.wait_for_plot(page, "series", ["level:visits"], timeout=120_000)
+        times["visit (click row)"] = _step(page, _cell(page, "visit", visit), "series",
+                                           ["level:visit", f"visit:{visit}"])
+        page.evaluate(MARK)
+        _cell(page, "detector", detector)()
+        page.wait_for_selector("h2.sq-title[data-level='detector']", timeout=120_000)
+        browser.wait_for_plot(page, "histogram", ["level:detector"], timeout=120_000)
+        times["detector (click row)"] = page.evaluate(SINCE) / 1000.0
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("repo")
+    parser.add_argument("collection")
+    parser.add_argument("--metric", default="validate_drp.PA1")
+    parser.add_argument("--band", default="r")
+    parser.add_argument("--visit-metric", default="health.psfFwhm")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    qa = QARepository(args.repo, args.collection)
+    tracts = qa.tracts()
+    visits = qa.visits()
+    n_sources = qa.truth()["n_sources"] if qa.truth() else None
+    tract = int(tracts["tract"].iloc[0])
+    visit = int(visits["visit"].iloc[-1])
+    detector = int(qa.detectors(visit)["detector"].iloc[len(qa.detectors(visit)) // 2])
+    n_objects = len(qa.object_values(tract))
+    print(f"repository: {len(tracts)} tracts, {len(visits)} visits, {n_sources} sources; "
+          f"tract {tract}: {n_objects} per-object rows")
+
+    server, url = serve(args.repo, args.collection)
+    try:
+        t0 = time.perf_counter()
+        cold = run_once(url, args.metric, args.band, tract, 6, args.visit_metric, visit, detector)
+        print(f"first session (first import of the plotting stack, cold read caches): "
+              f"{time.perf_counter() - t0:.1f} s")
+        runs = [run_once(url, args.metric, args.band, tract, 6, args.visit_metric, visit, detector)
+                for _ in range(args.repeat)]
+    finally:
+        server.stop()
+    targets = {"quick look (load)": 3.0}
+    print(f"{'step':28s} {'cold s':>7s} {'median s':>9s} {'max s':>7s}  target (on the median of warm sessions)")
+    for step in runs[0]:
+        values = [r[step] for r in runs]
+        target = targets.get(step, 0.5)
+        verdict = "met" if statistics.median(values) < target else "NOT met"
+        print(f"{step:28s} {cold[step]:7.3f} {statistics.median(values):9.3f} {max(values):7.3f}  "
+              f"< {target} s: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
