@@ -9,13 +9,18 @@ file, each in its own subprocess so that its peak memory (ru_maxrss) is its own:
 * AM1: objects with 17 <= median mag < 21.5, unresolved, >= 2 visits; at most 20,000 objects
   (seeded sample) and 1,000,000 pairs 4-6 arcmin apart; per pair, the std of the distance over
   common visits; median over pairs. The pair search (cKDTree) is shared; what differs is the
-  per-object statistics and the per-pair, per-visit join (numpy searchsorted vs pandas merge).
+  per-object statistics and the per-pair, per-visit join (a position cube of the sampled objects
+  vs two pandas merges over all sources).
+
+Each side reads the columns it uses: ours asks the engine (`input_columns`) and reads string
+columns as Arrow dictionaries; pandas reads with ``pd.read_parquet(path, columns=...)``.
 
 Usage::
 
-    python benchmarks/bench_repeatability.py [--rows 10000000] [--visits 10]
+    python benchmarks/bench_repeatability.py [--rows 10000000] [--visits 10] [--repeat 3] [--file F]
 
-Prints, per metric and implementation, read and compute seconds, the value, and peak RSS.
+Prints, per metric and implementation, read and compute seconds (wall and CPU), the value, and
+peak RSS; medians of ``--repeat`` alternating runs, because the machine may be shared.
 """
 
 from __future__ import annotations
@@ -42,15 +47,21 @@ def _ours(metric: str, path: str) -> dict:
     from surveyqa.metrics.library import get_metric
 
     m = get_metric(metric)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     schema = pq.read_schema(path)
     columns = input_columns(m, schema.names)
     # string columns (band) straight into Arrow dictionaries: no Python string per row
     strings = [c for c in columns if pa.types.is_string(schema.field(c).type)]
     table = pq.read_table(path, columns=columns, read_dictionary=strings, memory_map=True)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     value = measure(m, table).values["value"][0].as_py()
-    return {"read_s": t1 - t0, "compute_s": time.perf_counter() - t1, "value": value, "columns": columns}
+    return _timings(t0, c0, t1, c1) | {"value": value, "columns": columns}
+
+
+def _timings(t0: float, c0: float, t1: float, c1: float) -> dict:
+    """Wall and CPU (process, all threads) seconds of the read (t0-t1) and of the compute (t1-now)."""
+    t2, c2 = time.perf_counter(), time.process_time()
+    return {"read_s": t1 - t0, "compute_s": t2 - t1, "read_cpu_s": c1 - c0, "compute_cpu_s": c2 - c1}
 
 
 def _pandas_objects(df, snr: bool = True):
@@ -65,16 +76,15 @@ def _pandas_objects(df, snr: bool = True):
 def _pandas_pa1(path: str) -> dict:
     import pandas as pd
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     df = pd.read_parquet(path, columns=PANDAS_COLUMNS["PA1"])
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     df = _pandas_objects(df)
     obj = df.groupby(["obj_index", "band"]).agg(
         n=("mag", "count"), std=("mag", "std"), snr=("snr", "median"), ext=("extendedness", "mean"))
     sel = (obj["ext"] < 0.5) & (obj["snr"] >= 50) & (obj["n"] >= 3)
     value = float(obj.loc[sel, "std"].median() * 1000.0)
-    return {"read_s": t1 - t0, "compute_s": time.perf_counter() - t1, "value": value,
-            "columns": PANDAS_COLUMNS["PA1"]}
+    return _timings(t0, c0, t1, c1) | {"value": value, "columns": PANDAS_COLUMNS["PA1"]}
 
 
 def _pandas_am1(path: str) -> dict:
@@ -84,9 +94,9 @@ def _pandas_am1(path: str) -> dict:
 
     from surveyqa.metrics.library.astrometry import MAX_OBJECTS, MAX_PAIRS, SEED
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     df = pd.read_parquet(path, columns=PANDAS_COLUMNS["AM1"])
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     df = _pandas_objects(df, snr=False)
     ra, dec = np.radians(df["coord_ra"]), np.radians(df["coord_dec"])
     df["x"], df["y"], df["z"] = np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)
@@ -113,8 +123,7 @@ def _pandas_am1(path: str) -> dict:
     m["dist"] = np.arctan2(np.linalg.norm(np.cross(va, vb), axis=1), np.einsum("ij,ij->i", va, vb))
     rms = m.groupby("pair")["dist"].std().dropna()
     value = float(np.degrees(rms.median()) * 3.6e6)
-    return {"read_s": t1 - t0, "compute_s": time.perf_counter() - t1, "value": value,
-            "columns": PANDAS_COLUMNS["AM1"]}
+    return _timings(t0, c0, t1, c1) | {"value": value, "columns": PANDAS_COLUMNS["AM1"]}
 
 
 def _child(which: str, metric: str, path: str) -> None:
@@ -163,23 +172,27 @@ def main() -> None:
                     proc = subprocess.run([sys.executable, __file__, "--child", which, metric, path],
                                           capture_output=True, text=True, check=True)
                     runs.setdefault((metric, which), []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    print(f"\n{'metric':6} {'impl':8} {'read s':>7} {'compute s':>10} {'total s':>8} {'peak RSS MB':>12} value"
-          f"   (medians of {args.repeat} runs; peak RSS: the largest)")
+    print(f"\n{'metric':6} {'impl':8} {'read s':>7} {'compute s':>10} {'total s':>8} {'read CPU s':>10} "
+          f"{'compute CPU s':>13} {'peak RSS MB':>12} value   (medians of {args.repeat} runs; peak RSS: the largest)")
     summary = {}
     for (metric, which), rs in runs.items():
-        r = {k: _median([x[k] for x in rs]) for k in ("read_s", "compute_s")}
+        r = {k: _median([x[k] for x in rs]) for k in ("read_s", "compute_s", "read_cpu_s", "compute_cpu_s")}
         r["total_s"] = _median([x["read_s"] + x["compute_s"] for x in rs])
         r["peak_rss_mb"] = max(x["peak_rss_mb"] for x in rs)
         r["value"] = rs[0]["value"]
         summary[(metric, which)] = r
-        print(f"{metric:6} {which:8} {r['read_s']:7.2f} {r['compute_s']:10.2f} {r['total_s']:8.2f}"
-              f" {r['peak_rss_mb']:12.0f} {r['value']:.10g}   columns: {', '.join(rs[0]['columns'])}")
+        print(f"{metric:6} {which:8} {r['read_s']:7.2f} {r['compute_s']:10.2f} {r['total_s']:8.2f} {r['read_cpu_s']:10.2f}"
+              f" {r['compute_cpu_s']:13.2f} {r['peak_rss_mb']:12.0f} {r['value']:.13g}")
+    for (metric, which), rs in runs.items():
+        print(f"  {metric} {which} reads: {', '.join(rs[0]['columns'])}")
     for metric in ("PA1", "AM1"):
         o, p = summary[(metric, "ours")], summary[(metric, "pandas")]
-        agree = "identical" if o["value"] == p["value"] else f"differ by {abs(o['value'] / p['value'] - 1):.1e} (relative)"
-        print(f"{metric}: speed-up compute {p['compute_s'] / o['compute_s']:.1f}x, read {p['read_s'] / o['read_s']:.1f}x, "
-              f"end-to-end {p['total_s'] / o['total_s']:.1f}x; values {agree} "
-              f"(peer: pandas {__import__('pandas').__version__} group-by)")
+        agree = "identical" if o["value"] == p["value"] else f"agree to {abs(o['value'] / p['value'] - 1):.1e} (relative)"
+        print(f"{metric}: speed-up compute {p['compute_s'] / o['compute_s']:.1f}x (CPU {p['compute_cpu_s'] / o['compute_cpu_s']:.1f}x),"
+              f" read {p['read_s'] / o['read_s']:.1f}x, end-to-end {p['total_s'] / o['total_s']:.1f}x;"
+              f" peak RSS {o['peak_rss_mb']:.0f} vs {p['peak_rss_mb']:.0f} MB; values {agree}"
+              f" (peer: pandas {__import__('pandas').__version__} group-by)")
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}")
 
 
 if __name__ == "__main__":

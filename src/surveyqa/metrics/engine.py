@@ -22,7 +22,7 @@ from surveyqa.errors import SurveyQAError
 from surveyqa.metrics.actions.aggregate import Aggregation
 from surveyqa.metrics.actions.groups import factorize_keys
 from surveyqa.metrics.actions.select import Selection
-from surveyqa.metrics.columns import ColumnMap, Frame, to_frame
+from surveyqa.metrics.columns import ColumnMap, Frame, parse_column_map, to_frame
 from surveyqa.metrics.units import unit_to_string
 
 __all__ = ["GRANULARITIES", "Metric", "MetricResult", "ComputeFn", "input_columns", "measure"]
@@ -183,7 +183,8 @@ def input_columns(metric: Metric, names: Sequence[str], group_by: Sequence[str] 
     >>> input_columns(get_metric("PA1"), pq.read_schema(path).names)  # doctest: +SKIP
     ['obj_index', 'band', 'psfFlux', 'psfFluxErr', 'extendedness']
     """
-    frame = to_frame(dict.fromkeys(names, np.zeros(0)), columns, context=metric.name)
+    cmap = columns if isinstance(columns, ColumnMap) else parse_column_map(columns)
+    frame = Frame(dict.fromkeys(names, np.zeros(0)), {}, cmap, metric.name, n_rows=0)
     wanted = (*metric.required_columns, *metric.optional_columns, *metric.selection.columns, *group_by)
     used = {name for logical in wanted for name in frame.sources(logical)}
     used |= {k for k in group_by if k in frame.raw}
