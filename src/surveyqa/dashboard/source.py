@@ -185,8 +185,18 @@ class CachedSource:
     def metric_values(self, metric=None, level=None, where=None) -> pd.DataFrame:
         if where is not None:
             return self.source.metric_values(metric=metric, level=level, where=where)
-        return self._get(("metric_values", metric, level),
-                         lambda: self.source.metric_values(metric=metric, level=level))
+        if metric is None and level is None:
+            return self._get(("metric_values", None, None), lambda: self.source.metric_values())
+
+        def select() -> pd.DataFrame:  # one scan of every value, then pandas filters per page
+            frame = self.metric_values()
+            if metric is not None:
+                frame = frame[frame["metric"] == metric]
+            if level is not None:
+                frame = frame[frame["level"] == level]
+            return frame.reset_index(drop=True)
+
+        return self._get(("metric_values", metric, level), select)
 
     def object_values(self, tract, patch=None) -> pd.DataFrame:
         whole = self._get(("object_values", int(tract)), lambda: self.source.object_values(int(tract)))
