@@ -191,7 +191,8 @@ def _sorted_percentile(v: np.ndarray, n: np.ndarray, q: float | Sequence[float])
     start = np.concatenate(([0], np.cumsum(n)[:-1])).astype(np.int64)
     qs = np.atleast_1d(np.asarray(q, dtype=float))
     out = np.full((len(qs), n_groups), np.nan)
-    sizes = np.unique(n[n > 0])
+    lo_hi = (int(n.min()), int(n.max())) if n_groups else (0, 0)
+    sizes = np.array([lo_hi[0]]) if lo_hi[0] == lo_hi[1] and lo_hi[0] > 0 else np.unique(n[n > 0])
     for k in sizes:  # loop over distinct group sizes
         ranks = []
         for qq in qs:

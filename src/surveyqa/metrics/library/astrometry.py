@@ -136,11 +136,15 @@ def pair_rms_compute(annulus_arcmin: float, width_arcmin: float = ANNULUS_WIDTH_
         objs["obj_extendedness"] = groups.mean(np.asarray(frame.get("extendedness"), float))[0]
         chosen = selection(_View(objs, n_obj))
         n_selected = int(chosen.sum())
-        gcodes, _ = factorize_keys([objs[k] for k in keys], n_obj)
         # the seeded sample of objects per group (tract, band), drawn before any position is computed
+        if keys:
+            gcodes, _ = factorize_keys([objs[k] for k in keys], n_obj)
+            members = [chosen & (gcodes == g) for g in np.unique(gcodes[chosen])]  # loop over groups, not rows
+        else:
+            members = [chosen] if n_selected else []
         samples = []
-        for g in np.unique(gcodes[chosen]):  # loop over groups (tracts, bands), not rows
-            idx = np.flatnonzero(chosen & (gcodes == g))
+        for member in members:
+            idx = np.flatnonzero(member)
             if len(idx) > max_objects:
                 idx = np.sort(rng.choice(idx, max_objects, replace=False))
             samples.append(idx)
@@ -160,8 +164,8 @@ def pair_rms_compute(annulus_arcmin: float, width_arcmin: float = ANNULUS_WIDTH_
             tree = cKDTree(centre[idx])
             pairs = tree.query_pairs(_chord(hi), output_type="ndarray")
             if len(pairs):
-                sep = _angle(centre[idx[pairs[:, 0]]], centre[idx[pairs[:, 1]]])
-                pairs = pairs[sep >= lo]
+                chord = np.linalg.norm(centre[idx[pairs[:, 0]]] - centre[idx[pairs[:, 1]]], axis=1)
+                pairs = pairs[chord >= _chord(lo)]  # the annulus in chords, as the tree's outer bound
                 pair_a.append(idx[pairs[:, 0]])
                 pair_b.append(idx[pairs[:, 1]])
         a = np.concatenate(pair_a) if pair_a else np.zeros(0, np.int64)
@@ -196,8 +200,8 @@ def _pair_distance_rms(a: np.ndarray, b: np.ndarray, codes: np.ndarray, n_obj: i
     ``codes``, ``visit`` and ``xyz`` are the object code, visit and unit vector of the good
     sources of (at least) the objects in the pairs. The join on (object, visit) is a lookup in a
     dense (objects x visits) cube of positions when the objects are seen in most visits (matched
-    catalogs of one tract), else a sorted merge; both give the (pair, visit) rows in the same
-    order, so the sums are the same.
+    catalogs of one tract), else a sorted merge; the two agree to rounding (the order of the
+    additions differs).
     """
     if len(a) == 0:
         return np.zeros(0), np.zeros(0, np.int64)
@@ -214,19 +218,31 @@ def _pair_distance_rms(a: np.ndarray, b: np.ndarray, codes: np.ndarray, n_obj: i
     count = np.bincount(obj_sorted, minlength=n_obj)
     n_expanded = int(count[a].sum())  # (pair, visit) rows the merge would look at
     if unique_keys and len(objects) * n_v <= _DENSE_LOOKUP_MAX and len(a) * n_v <= 2 * n_expanded:
-        pair, dist = _join_dense(a, b, objects, n_obj, obj_sorted, key % n_v, rows, n_v, xyz)
+        dist, both = _join_dense(a, b, objects, n_obj, obj_sorted, key % n_v, rows, n_v, xyz)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if both is None:  # every pair in every visit: a (pairs x visits) matrix
+                n = np.full(len(a), n_v, dtype=np.int64)
+                mean = dist.sum(axis=1) / n
+                dist -= mean[:, None]
+            else:
+                n = both.sum(axis=1)
+                mean = np.where(both, dist, 0.0).sum(axis=1) / n
+                dist = np.where(both, dist - mean[:, None], 0.0)
+            dist *= dist
+            var = dist.sum(axis=1) / (n - 1)
     else:
         pair, dist = _join_sorted(a, b, n_obj, obj_sorted, count, key, rows, n_v, xyz)
-    n = np.bincount(pair, minlength=len(a))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.bincount(pair, weights=dist, minlength=len(a)) / n
-        var = np.bincount(pair, weights=(dist - mean[pair]) ** 2, minlength=len(a)) / (n - 1)
+        n = np.bincount(pair, minlength=len(a))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.bincount(pair, weights=dist, minlength=len(a)) / n
+            var = np.bincount(pair, weights=(dist - mean[pair]) ** 2, minlength=len(a)) / (n - 1)
     var[n < 2] = np.nan
     return np.sqrt(var), n
 
 
 def _join_dense(a, b, objects, n_obj, obj_sorted, visit_sorted, rows, n_v, xyz):
-    """(pair, distance) for every visit both objects of a pair have: gather rows of a position cube."""
+    """(pairs x visits) distances from a cube of positions, and where both objects were seen
+    (None: everywhere; elsewhere the distance is meaningless)."""
     local = np.full(n_obj, -1, dtype=np.int64)
     local[objects] = np.arange(len(objects))
     mine = local[obj_sorted] >= 0
@@ -236,12 +252,9 @@ def _join_dense(a, b, objects, n_obj, obj_sorted, visit_sorted, rows, n_v, xyz):
     cube[where] = xyz[rows[mine]]
     seen[where] = True
     la, lb = local[a], local[b]
-    both = (seen[la] & seen[lb]).ravel()
-    dist = _angle(cube[la].reshape(-1, 3), cube[lb].reshape(-1, 3))
-    pair = np.repeat(np.arange(len(a)), n_v)
-    if both.all():
-        return pair, dist
-    return pair[both], dist[both]
+    both = seen[la] & seen[lb]
+    dist = _angle(cube[la].reshape(-1, 3), cube[lb].reshape(-1, 3)).reshape(len(a), n_v)
+    return dist, (None if both.all() else both)
 
 
 def _join_sorted(a, b, n_obj, obj_sorted, count, key, rows, n_v, xyz):
