@@ -82,3 +82,29 @@ def test_unknown_collection_lists_what_exists(demo_repo):
     message = str(err.value)
     assert "'qa/nope' does not exist" in message and "qa/demo" in message and "sim" in message
     assert "\n" not in message
+
+
+def test_ingest_real_hsc_pdr2_metrics(shared_data, tmp_path, capsys):
+    """The HSC PDR2 per-tract values (a 40-row slice) ingested, then read like a QA run."""
+    import pandas as pd
+
+    from surveyqa.cli import main
+
+    source = shared_data / "hsc_pdr2_dashboard" / "PDR2_metrics.parq"
+    table = pd.read_parquet(source).iloc[:40]
+    path = tmp_path / "slice.parq"
+    table.to_parquet(path)
+    repo = tmp_path / "hsc"
+    assert main(["ingest", str(repo), str(path), "-c", "hsc/pdr2",
+                 "--skymap-csv", str(shared_data / "hsc_pdr2_dashboard" / "deepCoadd_skyMap.csv")]) == 0
+    qa = QARepository(repo, "hsc/pdr2")
+    values = qa.metric_values("validate_drp.PA1")
+    assert len(values) == 40  # one PA1 per (tract, filter): the _gri/_uzy columns go to their own bands
+    first = table.iloc[0]
+    row = values[(values["tract"] == table.index[0][1]) & (values["band"] == "y")]
+    assert row["value"].iloc[0] == pytest.approx(first["validate_drp.PA1.design_uzy"])
+    assert row["spec"].iloc[0] == "validate_drp.PA1.design_uzy" and row["status"].iloc[0] == "fail"
+    assert set(qa.tracts()["tract"]) == {t for _, t in table.index}
+    # a missing file: one line, nothing written
+    assert main(["ingest", str(tmp_path / "new"), str(tmp_path / "missing.parq"), "-c", "x"]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "new").exists()

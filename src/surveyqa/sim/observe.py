@@ -64,7 +64,8 @@ def observe_visit(visit: Visit, truth: dict[str, np.ndarray], config: SimConfig,
     fp = FocalPlane.from_config(config)
     # Cheap preselection by box, then exact placement on the focal plane.
     reach = fp.half_width * 1.5
-    sel = np.flatnonzero((np.abs(truth["dec"] - visit.dec) < reach) & (np.abs(truth["ra"] - visit.ra) < reach))
+    lo, hi = np.searchsorted(truth["ra"], [visit.ra - reach, visit.ra + reach])  # truth is sorted by RA
+    sel = lo + np.flatnonzero(np.abs(truth["dec"][lo:hi] - visit.dec) < reach)
     det, x, y, u, v, _ = fp.locate(truth["ra"][sel], truth["dec"][sel], visit.ra, visit.dec, visit.rotation)
     on = det >= 0
     sel, det, x, y, u, v = sel[on], det[on], x[on], y[on], u[on], v[on]

@@ -38,8 +38,8 @@ def make_truth(config: SimConfig) -> dict[str, np.ndarray]:
 
     Returns
     -------
-    truth : dict of numpy arrays
-        ``truthId``, ``ra``, ``dec`` (deg), ``isStar``, ``{band}_mag`` (AB mag),
+    truth : dict of numpy arrays, sorted by ``ra``
+        ``truthId`` (row + 1), ``ra``, ``dec`` (deg), ``isStar``, ``{band}_mag`` (AB mag),
         ``size`` (Gaussian sigma of the galaxy light, arcsec; 0 for stars), ``e1``, ``e2``.
     """
     rng = np.random.default_rng([config.seed, 0])
@@ -63,6 +63,9 @@ def make_truth(config: SimConfig) -> dict[str, np.ndarray]:
     }
     for band in BANDS:
         truth[f"{band}_mag"] = (mag_r + _COLOUR[band] * g_r + rng.normal(0, 0.03, n)).astype(np.float64)
+    # Sorted by RA, so that a visit finds its objects by binary search (truthId = row + 1).
+    order = np.argsort(truth["ra"], kind="stable")
+    truth = {k: (v[order] if k != "truthId" else v) for k, v in truth.items()}
     return truth
 
 

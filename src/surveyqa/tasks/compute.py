@@ -18,7 +18,7 @@ from surveyqa.metrics.library import available_metrics, get_metric
 from surveyqa.metrics.library.health import column_nan_table
 from surveyqa.tasks.values import attach_specs, concat_values, to_metric_values
 
-__all__ = ["visit_qa", "tract_qa", "detector_reference_qa", "NoReferenceObjectsError", "library_metrics",
+__all__ = ["visit_qa", "tract_qa", "sample_stars", "detector_reference_qa", "NoReferenceObjectsError", "library_metrics",
            "SOURCE_VALUE_COLUMNS"]
 
 log = logging.getLogger(__name__)
@@ -174,8 +174,25 @@ def _pivot_detectors(metric_values: pa.Table, ccd_visit: pa.Table, visit: int, b
     return _with_units(pa.table(cols), units)
 
 
+def sample_stars(associations: pa.Table, max_stars: int | None, seed: int) -> tuple[pa.Table, str | None]:
+    """At most ``max_stars`` isolated stars (all their sources), chosen with a seeded generator.
+
+    The SRD pair metrics (AM, AD, AF, TE) cost grows with the square of the stars per area; a
+    bounded, reproducible sample keeps a tract's quantum to about a minute. Returns the table
+    and a note for the values (None when nothing was dropped).
+    """
+    obj = _np(associations, "obj_index")
+    stars = np.unique(obj)
+    if max_stars is None or stars.size <= max_stars:
+        return associations, None
+    keep = np.random.default_rng(seed).choice(stars, size=max_stars, replace=False)
+    mask = np.isin(obj, keep)
+    return associations.filter(pa.array(mask)), (f"computed on a seeded sample of {max_stars} of {stars.size} "
+                                                   "isolated stars")
+
+
 def tract_qa(objects: pa.Table, associations: pa.Table | None, presources: pa.Table | None, tract: int,
-             instrument: str | None = None) -> tuple[pa.Table, pa.Table]:
+             instrument: str | None = None, max_stars: int | None = 10000) -> tuple[pa.Table, pa.Table]:
     """QA of one tract: per-(isolated star, band) values and metric values.
 
     Parameters
@@ -184,6 +201,8 @@ def tract_qa(objects: pa.Table, associations: pa.Table | None, presources: pa.Ta
         ``objectTable_tract`` (needs ``x``, ``y``, ``patch`` and band-prefixed flux columns).
     associations, presources : pyarrow.Table or None
         ``isolated_star_presource_associations`` and ``isolated_star_presources`` of the tract.
+    max_stars : int or None
+        The SRD metrics use at most this many isolated stars (a seeded sample, see `sample_stars`).
 
     Returns
     -------
@@ -202,7 +221,12 @@ def tract_qa(objects: pa.Table, associations: pa.Table | None, presources: pa.Ta
     object_values = _empty_object_values()
     if associations is not None and associations.num_rows:
         assoc = associations.append_column("tract", pa.array(np.full(associations.num_rows, tract, np.int64)))
-        values.extend(_try_library(assoc, ("tract", "band"), "tract", fixed))
+        sample, note = sample_stars(assoc, max_stars, seed=tract)
+        srd = _try_library(sample, ("tract", "band"), "tract", fixed)
+        if note:
+            srd = [t.set_column(t.schema.get_field_index("note"), "note",
+                                pc.coalesce(t.column("note"), pa.scalar(note))) for t in srd]
+        values.extend(srd)
         object_values = _object_values(assoc, presources, objects, tract)
     return object_values, attach_specs(concat_values(values), instrument)
 

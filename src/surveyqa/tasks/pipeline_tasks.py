@@ -113,7 +113,10 @@ class QaTractConnections(pipeBase.PipelineTaskConnections, dimensions=("skymap",
 
 
 class QaTractConfig(pipeBase.PipelineTaskConfig, pipelineConnections=QaTractConnections):
-    pass
+    max_srd_stars = pexConfig.Field[int](
+        doc="The SRD metrics (PA1, AM1, TE1, ...) use at most this many isolated stars per tract, a seeded "
+            "sample (their pair computations grow with the square of the stars per area); 0: all.",
+        default=10000)
 
 
 class QaTractTask(pipeBase.PipelineTask):
@@ -128,7 +131,8 @@ class QaTractTask(pipeBase.PipelineTask):
         assoc = inputs["associations"][0] if inputs["associations"] else None
         cat = inputs["presources"][0] if inputs["presources"] else None
         instrument = inputRefs.associations[0].dataId["instrument"] if inputRefs.associations else None
-        object_values, metric_values = compute.tract_qa(inputs["objects"], assoc, cat, tract, instrument)
+        object_values, metric_values = compute.tract_qa(inputs["objects"], assoc, cat, tract, instrument,
+                                                        self.config.max_srd_stars or None)
         self.log.info("tract %s: %d metric values, %d failing", tract, metric_values.num_rows,
                       metric_values.column("status").to_pylist().count("fail"))
         butlerQC.put(pipeBase.Struct(object_values=object_values, metric_values=metric_values), outputRefs)
