@@ -73,8 +73,11 @@ def main() -> None:
         peer_s = time.perf_counter() - t
         print(f"peer pipetask run -j 1: exit {proc.returncode} (failed quanta expected) in {peer_s:.1f} s "
               f"= {sim.n_sources / peer_s:,.0f} source rows/s")
+    import resource
+
     du = subprocess.run(["du", "-sm", str(repo)], capture_output=True, text=True).stdout.split()[0]
     print(f"repository size: {du} MB at {repo}")
+    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
     if not args.keep:
         shutil.rmtree(root)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -284,7 +283,3 @@ class QARepository:
         except Exception:  # not a simulated survey
             return None
         return self.butler.get(refs[0]) if refs else None
-
-
-def _is_repo(path: str | Path) -> bool:
-    return (Path(path) / "butler.yaml").is_file()

@@ -92,16 +92,15 @@ def visit_qa(sources: pa.Table, ccd: pa.Table, visit: int, instrument: str | Non
         ccd_visit.column("band")[0].as_py() if ccd_visit.num_rows else None)
     fixed = {"visit": visit, "band": band}
     det = _np(sources, "detector").astype(np.int64)
+    order_ccd = np.argsort(_np(ccd_visit, "detector"), kind="stable")
+    ccd_visit = ccd_visit.take(pa.array(order_ccd))
     ccd_det = _np(ccd_visit, "detector").astype(np.int64)
-    lookup = {d: i for i, d in enumerate(ccd_det)}
-    idx = np.array([lookup.get(d, -1) for d in np.unique(det)]) if det.size else np.zeros(0, int)
     # Per-source context joined from the detector summary: pixel scale and detector area.
     scale = _np(ccd_visit, "pixelScale").astype(float)
     area = (_np(ccd_visit, "xSize") * _np(ccd_visit, "ySize")).astype(float) * (scale / 60.0) ** 2
     row_ccd = np.searchsorted(ccd_det, det) if ccd_det.size else np.zeros(det.size, int)
     row_ccd = np.clip(row_ccd, 0, max(ccd_det.size - 1, 0))
     known = ccd_det.size > 0 and np.all(ccd_det[row_ccd] == det)
-    del idx
     src = sources.append_column("pixelScale", pa.array(scale[row_ccd] if known else np.full(det.size, np.nan)))
     src = src.append_column("detector_area", pa.array(area[row_ccd] if known else np.full(det.size, np.nan)))
 
