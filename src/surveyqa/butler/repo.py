@@ -109,9 +109,18 @@ def create_repo(repo: str | os.PathLike, registry_db: str | None = None, overwri
                                 "use postgresql+psycopg2://user@host:port/database, or omit for SQLite")
         _ensure_btree_gist(registry_db)
         config["registry", "db"] = registry_db
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
-    Butler.makeRepo(str(path), config=config, overwrite=overwrite)
-    return Butler.from_config(str(path), writeable=True)
+    try:
+        Butler.makeRepo(str(path), config=config, overwrite=overwrite)
+        return Butler.from_config(str(path), writeable=True)
+    except Exception as exc:  # e.g. a PostgreSQL database that already holds a registry
+        if created:
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+        raise SurveyQAError(f"cannot create a Butler repository at {path}: {str(exc).splitlines()[0]}",
+                            "use a new folder, and an empty database for --registry-db") from exc
 
 
 def _ensure_btree_gist(url: str) -> None:
