@@ -16,7 +16,7 @@ emptyCellFraction      coadd objects                            tract, patch
 psfFwhm                sources (PSF moments, ``pixelScale``)    visit[, detector]
 zeroPoint              ccdVisitTable rows                       visit[, detector]
 zeroPointOffset        ccdVisitTable rows (all visits)          visit
-nanFraction            any table (``column`` becomes a key)     visit or tract[, band], column
+nanFraction            `column_nan_table` of any table          visit or tract, band, column
 astromOffset           reference matches (``dra``, ``ddec``)    visit, detector
 photRefOffset          reference matches (``dmag``)             visit, detector
 =====================  =======================================  ==============================
@@ -37,7 +37,7 @@ from surveyqa.metrics.actions.select import Selection
 from surveyqa.metrics.columns import Frame
 from surveyqa.metrics.engine import Metric
 
-__all__ = ["METRICS", "CELLS_PER_SIDE", "COADD_PIXEL_SCALE", "split_band_column", "cell_counts"]
+__all__ = ["METRICS", "CELLS_PER_SIDE", "COADD_PIXEL_SCALE", "split_band_column", "cell_counts", "column_nan_table"]
 
 #: Cells per patch side for the empty-region search (a 4 x 4 grid).
 CELLS_PER_SIDE = 4
@@ -112,36 +112,48 @@ def split_band_column(name: str) -> tuple[str | None, str]:
     return None, name
 
 
-def _nan_fraction(frame: Frame, keys: Mapping[str, np.ndarray], selection) -> dict[str, np.ndarray]:
-    """Per (group, column): percentage of non-finite values of every floating-point column.
+def column_nan_table(columns: Mapping[str, np.ndarray], keys: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Melt a table into one row per (group, column): the percentage of non-finite values.
 
-    Band-prefixed columns of object tables (``i_psfFlux``) are split into a ``band`` key and the
-    column name (``psfFlux``), so that one band's bad column stands out.
+    Parameters
+    ----------
+    columns : mapping of name -> array
+        The table's columns; only floating-point ones are checked.
+    keys : mapping of name -> array
+        Group keys per row (``visit``, or ``tract``).
+
+    Returns
+    -------
+    dict of arrays: the keys, ``column`` (without band prefix), ``band`` (from the prefix of an
+    object-table column such as ``i_psfFlux``; '' otherwise), ``nan_percent`` and ``n_rows``.
     """
-    names = [n for n, a in frame.raw.items() if np.asarray(a).dtype.kind == "f"]
-    codes, uniques = factorize_keys(list(keys.values()), frame.n_rows)
+    n_rows_total = len(next(iter(columns.values()))) if columns else 0
+    codes, uniques = factorize_keys(list(keys.values()), n_rows_total)
     n_groups = len(uniques[0]) if uniques else 1
     if not keys:
-        codes = np.zeros(frame.n_rows, dtype=np.int64)
+        codes = np.zeros(n_rows_total, dtype=np.int64)
     n_rows = group_count(codes, n_groups).astype(float)
     out: dict[str, list] = {k: [] for k in keys}
-    out.update(column=[], band_of_column=[], value=[], n_rows=[])
-    for name in names:
-        bad = group_count(codes, n_groups, weights=~np.isfinite(np.asarray(frame.raw[name], dtype=float)))
+    out.update(column=[], band=[], nan_percent=[], n_rows=[])
+    for name, values in columns.items():
+        values = np.asarray(values)
+        if values.dtype.kind != "f" or name in keys:
+            continue
+        bad = group_count(codes, n_groups, weights=~np.isfinite(values))
         band, base = split_band_column(name)
         for k, uniq in zip(keys, uniques):
             out[k].extend(uniq)
         out["column"].extend([base] * n_groups)
-        out["band_of_column"].extend([band or ""] * n_groups)
+        out["band"].extend([band or ""] * n_groups)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out["value"].extend(100.0 * bad / n_rows)
+            out["nan_percent"].extend(100.0 * bad / n_rows)
         out["n_rows"].extend(n_rows)
-    result = {k: np.asarray(v) for k, v in out.items()}
-    if "band" not in keys:
-        result["band"] = result.pop("band_of_column")
-    else:  # a table that has a band key (sources): keep it
-        result.pop("band_of_column")
-    return result
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _nan_fraction(frame: Frame, keys: Mapping[str, np.ndarray], selection) -> dict[str, np.ndarray]:
+    """Per-row value of a melted table (`column_nan_table`): the percentage of non-finite values."""
+    return {"value": frame.get("nan_percent"), "n_rows": frame.get("n_rows")}
 
 
 def cell_counts(x: np.ndarray, y: np.ndarray, tract: np.ndarray, patch: np.ndarray,
@@ -236,8 +248,9 @@ METRICS = [
     Metric("health.zeroPointOffset", u.mag, "detector", ("zeroPoint", "band"), _zero_point_offset,
            sel.finite("value"), agg.median(),
            "|zero point - median zero point of its band over all visits| (a wrong calibration)"),
-    Metric("health.nanFraction", u.percent, "source", (), _nan_fraction, ALL, _weighted_mean("n_rows"),
-           "Percentage of NaN or infinite values in a floating-point column", row_kind="column"),
+    Metric("health.nanFraction", u.percent, "source", ("nan_percent", "n_rows"), _nan_fraction, ALL,
+           _weighted_mean("n_rows"), "Percentage of NaN or infinite values in a floating-point column "
+           "(on a table melted by column_nan_table)"),
     Metric("health.astromOffset", u.mas, "source", ("dra", "ddec", "extendedness", "snr"), _astrom_offset,
            reference_stars(), _vector_median(),
            "Offset of source positions from the reference catalog: length of the median (dRA cos Dec, dDec)",
