@@ -47,6 +47,14 @@ def test_empty_region_is_the_only_patch_with_empty_cells(qa, truth):
                                                           truth["empty_region"]["patch"])]
 
 
+def test_object_counts_per_patch_add_up_to_the_tract(qa):
+    counts = qa.metric_values("health.objectCount")
+    patches = counts[counts["level"] == "patch"]
+    tract = counts[counts["level"] == "tract"]
+    assert len(patches) == 16 and patches["value"].sum() == tract["value"].iloc[0] == len(qa.butler.get(
+        "objectTable_tract", skymap="surveyqa_sim", tract=100, collections="sim"))
+
+
 def test_nan_column_is_the_only_column_flagged(qa, truth):
     fails = _failing(qa, "health.nanFraction")
     assert [f"{b}_{c}" for b, c in zip(fails["band"], fails["column"])] == [truth["nan_flux_column"]["column"]]
@@ -62,7 +70,7 @@ def test_detectors_outside_the_refcat_are_the_failed_quanta(qa, truth):
 
 def test_health_metrics_have_definitions_and_specs():
     registry = load_default_registry()
-    for name in ("sourceCount", "sourceDensity", "objectDensity", "emptyCellFraction", "psfFwhm", "zeroPoint",
+    for name in ("sourceCount", "objectCount", "sourceDensity", "objectDensity", "emptyCellFraction", "psfFwhm", "zeroPoint",
                  "zeroPointOffset", "nanFraction", "astromOffset", "photRefOffset"):
         definition = registry.get(f"health.{name}")
         assert definition.unit.is_equivalent(get_metric(f"health.{name}").unit)

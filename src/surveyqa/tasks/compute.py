@@ -192,7 +192,8 @@ def sample_stars(associations: pa.Table, max_stars: int | None, seed: int) -> tu
 
 def tract_qa(objects: pa.Table, associations: pa.Table | None, presources: pa.Table | None, tract: int,
              instrument: str | None = None, max_stars: int | None = 10000) -> tuple[pa.Table, pa.Table]:
-    """QA of one tract: per-(isolated star, band) values and metric values.
+    """QA of one tract: per-(isolated star, band) values and metric values (object counts, density
+    and empty cells per patch, NaN fraction per column and band, SRD metrics per band).
 
     Parameters
     ----------
@@ -211,6 +212,8 @@ def tract_qa(objects: pa.Table, associations: pa.Table | None, presources: pa.Ta
     obj = objects if "tract" in objects.column_names else objects.append_column(
         "tract", pa.array(np.full(objects.num_rows, tract, np.int64)))
     values = [
+        _measure("health.objectCount", obj, ("tract", "patch"), "patch", fixed),
+        _measure("health.objectCount", obj, ("tract",), "tract", fixed),
         _measure("health.objectDensity", obj, ("tract", "patch"), "patch", fixed),
         _measure("health.emptyCellFraction", obj, ("tract", "patch"), "patch", fixed),
     ]

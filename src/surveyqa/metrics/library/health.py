@@ -11,6 +11,7 @@ metric                 table                                    grouped by
 =====================  =======================================  ==============================
 sourceCount            single-visit sources                     visit[, detector]
 sourceDensity          sources + ``detector_area`` (arcmin2)    visit, detector
+objectCount            coadd objects                            tract, patch
 objectDensity          coadd objects (``x``, ``y`` in pixels)   tract, patch
 emptyCellFraction      coadd objects                            tract, patch
 psfFwhm                sources (PSF moments, ``pixelScale``)    visit[, detector]
@@ -233,6 +234,8 @@ PER_ARCMIN2 = u.arcmin**-2
 METRICS = [
     Metric("health.sourceCount", CT, "source", (), _ones, ALL, agg.count(),
            "Number of single-visit sources", higher_is_better=True, min_n=0),
+    Metric("health.objectCount", CT, "patch", (), _ones, ALL, agg.count(),
+           "Number of coadd objects", higher_is_better=True, min_n=0),
     Metric("health.sourceDensity", PER_ARCMIN2, "source", ("detector_area",), _inverse_area, ALL, _sum(),
            "Single-visit sources per square arcminute of detector", higher_is_better=True, min_n=0),
     Metric("health.objectDensity", PER_ARCMIN2, "patch", ("x", "y", "tract", "patch"), _object_density, ALL,
