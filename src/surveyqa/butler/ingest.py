@@ -145,11 +145,13 @@ def ingest_metric_table(repo: str | Path, table: str | Path, collection: str, sk
     for tract, group in tidy.groupby("tract"):
         values = pa.table({"metric": group["metric"].astype(str).tolist(), "value": group["value"].to_numpy(float),
                            "unit": group["unit"].tolist(), "band": group["band"].tolist(),
+                           "physical_filter": (group["filter"].astype(str).tolist() if "filter" in group
+                                               else pa.nulls(len(group), pa.string())),
                            "n": pa.nulls(len(group), pa.int64()), "selection": ["as ingested"] * len(group),
                            "aggregation": ["as ingested"] * len(group)})
         values = attach_specs(to_metric_values(values, "tract", {"tract": int(tract)}), instrument)
         butler.put(values, "qaMetricValues_tract", {"skymap": skymap, "tract": int(tract)}, run=collection)
         tables.append(values)
-    manifest = build_manifest(collection, [str(table)], tables)
+    manifest = build_manifest(collection, [str(table)], tables, detector_metrics=False)
     butler.put(manifest, "qaManifest", {}, run=collection)
     return len(tidy)

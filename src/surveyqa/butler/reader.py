@@ -27,7 +27,7 @@ __all__ = ["QARepository", "METRIC_VALUE_DATASETS"]
 log = logging.getLogger(__name__)
 
 METRIC_VALUE_DATASETS = ("qaMetricValues_visit", "qaMetricValues_tract", "qaMetricValues_detector")
-_WHERE_COLUMNS = ("metric", "level", "band", "tract", "patch", "visit", "detector", "column", "status", "spec")
+_WHERE_COLUMNS = ("metric", "level", "band", "physical_filter", "tract", "patch", "visit", "detector", "column", "status", "spec")
 
 
 def _vertices(region) -> tuple[list[float], list[float]]:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
+from surveyqa.errors import SurveyQAError
+
 __all__ = ["build_manifest", "QA_DATASET_TYPES", "VALUES_DATASET", "PER_ROW"]
 
 QA_DATASET_TYPES = ["qaSourceValues_visit", "qaDetectorValues_visit", "qaMetricValues_visit",
@@ -29,7 +31,8 @@ VALUES_DATASET = {"visit": "qaMetricValues_visit", "tract": "qaMetricValues_trac
                   "detector": "qaMetricValues_detector"}
 
 
-def build_manifest(run: str, inputs: Sequence[str], tables: Sequence[pa.Table]) -> dict:
+def build_manifest(run: str, inputs: Sequence[str], tables: Sequence[pa.Table],
+                   detector_metrics: bool = True) -> dict:
     """The manifest of a run, from the metric-value tables it wrote (metric, level columns).
 
     Parameters
@@ -40,6 +43,9 @@ def build_manifest(run: str, inputs: Sequence[str], tables: Sequence[pa.Table]) 
         Input collections (runs) the QA read.
     tables : sequence of pyarrow.Table
         ``qaMetricValues_visit`` and ``qaMetricValues_tract`` tables (``metric``, ``level``, ``status``).
+    detector_metrics : bool
+        Whether the per-detector reference task ran, so that its metrics (``DETECTOR_METRICS``)
+        are listed too; False for values ingested from elsewhere.
     """
     import surveyqa
     from surveyqa.metrics.library import get_metric
@@ -56,7 +62,7 @@ def build_manifest(run: str, inputs: Sequence[str], tables: Sequence[pa.Table]) 
             entry["n_values"] += 1
             entry["n_fail"] += status == "fail"
             entry["source"].add("qaMetricValues_tract" if level in ("patch", "tract") else "qaMetricValues_visit")
-    for name, level in DETECTOR_METRICS.items():
+    for name, level in DETECTOR_METRICS.items() if detector_metrics else ():
         seen.setdefault(name, {"levels": {level}, "n_values": None, "n_fail": None,
                                "source": {"qaMetricValues_detector"}})
     metrics = []
@@ -66,7 +72,7 @@ def build_manifest(run: str, inputs: Sequence[str], tables: Sequence[pa.Table]) 
             definition = registry.get(name)
             description = " ".join(definition.description.split())
             reference = definition.reference
-        except Exception:  # a library metric without a YAML definition: say so, keep going
+        except SurveyQAError:  # a library metric without a YAML definition: say so, keep going
             description, reference = metric.description, None
         specs = [{"name": s.name, "operator": s.operator, "threshold": float(s.threshold.value),
                   "unit": unit_to_string(s.threshold.unit)} for s in registry.specs_for(name, {})] \
@@ -83,7 +89,7 @@ def build_manifest(run: str, inputs: Sequence[str], tables: Sequence[pa.Table]) 
             "n_values": seen[name]["n_values"], "n_fail": seen[name]["n_fail"], "specs": specs,
         })
     return {
-        "surveyqa_version": surveyqa.__version__ if hasattr(surveyqa, "__version__") else "0.1.0",
+        "surveyqa_version": surveyqa.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "run": run, "inputs": list(inputs), "metrics": metrics, "dataset_types": QA_DATASET_TYPES,
         "levels": ["detector", "visit", "patch", "tract"],

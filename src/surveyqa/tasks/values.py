@@ -23,13 +23,12 @@ log = logging.getLogger(__name__)
 
 METRIC_VALUE_SCHEMA = pa.schema([
     ("metric", pa.string()), ("value", pa.float64()), ("unit", pa.string()), ("level", pa.string()),
-    ("band", pa.string()), ("tract", pa.int64()), ("patch", pa.int64()), ("visit", pa.int64()),
+    ("band", pa.string()), ("physical_filter", pa.string()), ("tract", pa.int64()), ("patch", pa.int64()), ("visit", pa.int64()),
     ("detector", pa.int64()), ("column", pa.string()), ("n", pa.int64()), ("selection", pa.string()),
     ("aggregation", pa.string()), ("spec", pa.string()), ("threshold", pa.float64()), ("status", pa.string()),
     ("note", pa.string()),
 ])
 
-KEYS = ("band", "tract", "patch", "visit", "detector", "column")
 
 
 def to_metric_values(values: pa.Table, level: str, fixed: Mapping[str, object] | None = None) -> pa.Table:
@@ -65,7 +64,7 @@ def to_metric_values(values: pa.Table, level: str, fixed: Mapping[str, object] |
             cols[name] = pa.array(["none"] * n, pa.string())
         else:
             cols[name] = pa.nulls(n, field.type)
-    for name in ("band", "column"):  # '' (no band / no column) is stored as null
+    for name in ("band", "physical_filter", "column"):  # '' (none) is stored as null
         col = cols[name]
         cols[name] = pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
     return pa.table(cols, schema=METRIC_VALUE_SCHEMA)
