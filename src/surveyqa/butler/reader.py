@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from lsst.daf.butler import MissingDatasetTypeError
+
 from surveyqa.butler.repo import check_collection, open_repo
 from surveyqa.errors import SurveyQAError
 
@@ -75,7 +77,7 @@ class QARepository:
             try:
                 refs = self.butler.query_datasets(dataset_type, collections=self.collection, find_first=True,
                                                   explain=False)
-            except Exception as exc:  # unregistered dataset type: there is simply nothing to read
+            except MissingDatasetTypeError as exc:  # unregistered dataset type: there is simply nothing to read
                 log.debug("no %s: %s", dataset_type, exc)
                 refs = []
             uris = self.butler.get_many_uris(refs) if refs else {}
