@@ -1,92 +1,87 @@
 """The metric view (DMTN-085 Fig. 2): coadd mode tract -> patch -> objects, visit mode visit -> detector.
 
-Both modes draw the same pieces for a `model.DrillView`: breadcrumbs, the selected thing's
-values against their spec, the children on the sky (click one to go down), a table of the
-children (click a row to go down), and the per-row values as value-vs-magnitude, sky and histogram.
+`DrillPanel` builds its widgets and figures once per browser session; each drill-down step
+computes the `model.DrillView` of the new place (once per server: `memo`), prepares what each
+figure draws (polygons, points or a datashaded image, histogram), and replaces the figures'
+data, titles and visibility. Nothing is rebuilt, so a step sends only the new data.
 """
 
 from __future__ import annotations
 
 import html
 
-import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
 
 from . import model, plots
 from .quicklook_view import format_value
+from .source import memo
 from .state import DrillState
 
-__all__ = ["drill_panel", "overlapping_visits"]
+__all__ = ["DrillPanel", "overlapping_visits", "drill_model", "drill_payload", "children_payload"]
 
 TABLE_COLUMNS = ["value", "unit", "n", "status", "outlier"]
+_EMPTY = pd.DataFrame()
+#: At most this many crumbs besides the current place (quick look, metric, tract | visit).
+MAX_CRUMBS = 3
 
 
-def _breadcrumbs(view: model.DrillView, state: DrillState) -> pn.Row:
-    items = []
-    for i, crumb in enumerate(view.breadcrumbs):
-        if i == len(view.breadcrumbs) - 1:
-            items.append(pn.pane.HTML(f"<b class='sq-crumb-here'>{html.escape(crumb['label'])}</b>"))
-            continue
-        button = pn.widgets.Button(label=crumb["label"], button_type="primary", button_style="outline",
-                                   css_classes=["sq-crumb"])
-        query = dict(crumb["query"])
-        if not query:
-            button.on_click(lambda e: state.go(view="quicklook"))
-        else:
-            query.setdefault("view", "metric")
-            button.on_click(lambda e, q=query: state.go(**q))
-        items.append(button)
-        items.append(pn.pane.HTML("<span>&rsaquo;</span>"))
-    return pn.Row(*items, name="breadcrumbs")
+def drill_model(source, state: DrillState) -> model.DrillView:
+    """The `model.DrillView` for the state's place (coadd or visit mode), computed once per server."""
+    if state.view == "visits":
+        key = ("visit_view", state.metric, state.band, state.visit, state.detector)
+        return memo(source, key, lambda: model.visit_view(source, state.metric, state.band, state.visit,
+                                                          state.detector))
+    key = ("metric_view", state.metric, state.band, state.tract, state.patch)
+    return memo(source, key, lambda: model.metric_view(source, state.metric, state.band, state.tract, state.patch))
 
 
-def _describe(view: model.DrillView) -> pn.pane.HTML:
-    entry = view.metric
-    specs = "; ".join(f"{s['name']} {s.get('operator', '')} {s.get('threshold')} {s.get('unit', '')}"
-                      for s in entry.get("specs", [])) or "none"
-    selection = entry.get("selection") or {}
-    selection = selection.get("name", "") if isinstance(selection, dict) else str(selection)
-    own = ""
-    for row in view.values.itertuples(index=False):
-        colour = {"fail": "#c62828", "pass": "#2e7d32"}.get(row.status, "#666")
-        own += (f"<li class='sq-own sq-{row.status}' style='color:{colour}'>{row.level}"
-                f"{' ' + row.band if isinstance(row.band, str) else ''}: <b>{format_value(row.value, row.unit)}</b>"
-                f" ({row.status}{', n=' + str(row.n) if pd.notna(row.n) else ''})</li>")
-    where = ", ".join(f"{k} {v}" for k, v in view.selection.items() if v is not None) or "all data"
-    return pn.pane.HTML(
-        f"<h2 class='sq-title' data-level='{view.level}'>{html.escape(entry['name'])} — {html.escape(where)}</h2>"
-        f"<p>{html.escape(entry.get('description', ''))}</p>"
-        f"<p>unit: {html.escape(entry.get('unit', '') or 'dimensionless')} · selection: {html.escape(selection)}"
-        f" · aggregation: {html.escape(str(entry.get('aggregation', '')))} · specs: {html.escape(specs)}</p>"
-        f"<ul>{own}</ul>", sizing_mode="stretch_width")
+def _sibling_view(source, state: DrillState) -> model.DrillView | None:
+    """At a leaf (a patch, a detector): the parent's view, whose children are the leaf and its siblings."""
+    if state.view == "visits" and state.detector is not None:
+        return drill_model(source, DrillState(view="visits", metric=state.metric, band=state.band, visit=state.visit))
+    if state.view != "visits" and state.patch is not None:
+        return drill_model(source, DrillState(view="metric", metric=state.metric, band=state.band, tract=state.tract))
+    return None
 
 
-def _children_table(view: model.DrillView, on_pick) -> pn.widgets.Tabulator:
+def children_payload(view: model.DrillView) -> dict | None:
+    """The children of one view as the sky plot, series, table and histogram draw them (pure)."""
     key = view.child_key
-    frame = view.children[[key] + [c for c in TABLE_COLUMNS if c in view.children]].copy()
-    frame[key] = frame[key].astype(int)
-    frame = frame.sort_values(["outlier", key], ascending=[False, True]).reset_index(drop=True)
-    table = pn.widgets.Tabulator(frame, show_index=False, disabled=True, height=300, pagination=None,
-                                 sizing_mode="stretch_width", css_classes=["sq-children", f"sq-table-{key}"])
-    table.on_click(lambda event: on_pick(int(frame.iloc[event.row][key])))
-    return table
+    out = None
+    if key is not None and len(view.children):
+        children = view.children
+        table = children[[key] + [c for c in TABLE_COLUMNS if c in children]].copy()
+        table[key] = table[key].astype(int)
+        table = table.sort_values(["outlier", key], ascending=[False, True]).reset_index(drop=True)
+        polygons = None
+        if children["polygon"].notna().any():
+            reference = plots.sky_reference(children["polygon"].dropna())
+            polygons = {"reference": reference, "data": plots.polygon_data(children, key, reference),
+                        "shown": children.dropna(subset=["polygon"])[key].astype(int).to_numpy()}
+        out = {"key": key, "table": table, "polygons": polygons, "frame": children,
+               "histogram": plots.histogram_data(children["value"])}
+    return out
 
 
-def _row_plots(view: model.DrillView, tags: list[str]) -> list:
+def drill_payload(view: model.DrillView) -> dict:
+    """Everything the figures of one view draw (pure: polygons, series, points/images, histogram, tables)."""
+    out: dict = {"children": children_payload(view), "rows": None}
     rows, columns = view.rows, view.columns
-    unit = view.metric.get("unit", "")
-    if not len(rows) or not columns.get("value"):
-        return []
-    items = []
-    if columns.get("mag"):
-        items.append(pn.pane.HoloViews(plots.value_vs_mag(rows, columns, unit, tags), sizing_mode="stretch_width"))
-    if columns.get("ra") and columns.get("dec"):
-        items.append(pn.pane.HoloViews(plots.sky_rows(rows, columns, unit, tags), sizing_mode="stretch_width"))
-    items.append(pn.pane.HoloViews(plots.histogram(rows[columns["value"]], unit, tags),
-                                   sizing_mode="stretch_width"))
-    return items
+    if len(rows) and columns.get("value"):
+        value = rows[columns["value"]].to_numpy(dtype=float)
+        prepared = {"histogram": plots.histogram_data(value), "n": len(rows)}
+        if columns.get("mag"):
+            prepared["scatter"] = plots.PointsPlot.prepare(rows[columns["mag"]], value, None, density=True)
+        if columns.get("ra") and columns.get("dec"):
+            ra = rows[columns["ra"]].to_numpy(dtype=float)
+            ra = model.unwrap_ra(ra, float(np.nanmedian(ra))) if len(ra) else ra
+            prepared["sky_rows"] = plots.PointsPlot.prepare(ra, rows[columns["dec"]], value)
+        if view.level in ("tract", "patch", "visit", "detector"):
+            prepared["first"] = rows.sort_values(columns["value"], ascending=False).head(200).reset_index(drop=True)
+        out["rows"] = prepared
+    return out
 
 
 def overlapping_visits(source, tract: int) -> pd.DataFrame:
@@ -111,22 +106,6 @@ def overlapping_visits(source, tract: int) -> pd.DataFrame:
     return visits[np.array(keep, dtype=bool)].reset_index(drop=True)
 
 
-def _visit_overlay(source, view: model.DrillView, state: DrillState, reference: float, fig) -> pn.Column:
-    """Outlines of the visits overlapping the selected tract, and a table to jump into visit mode."""
-    visits = overlapping_visits(source, view.selection["tract"])
-    plots.add_outlines(fig, visits, "visit", reference)
-    fig.tags = list(fig.tags) + [f"visits:{len(visits)}"]
-    frame = visits[[c for c in ("visit", "band") if c in visits]].copy()
-    table = pn.widgets.Tabulator(frame, show_index=False, disabled=True, height=200, pagination=None,
-                                 css_classes=["sq-overlapping-visits"])
-    visit_metric = _visit_metric(source, view.metric)
-    table.on_click(lambda e: state.go(view="visits", metric=visit_metric, visit=int(frame.iloc[e.row]["visit"]),
-                                      band=frame.iloc[e.row].get("band")))
-    note = pn.pane.HTML(f"<p>{len(visits)} visits overlap tract {view.selection['tract']}; click one to open it"
-                        f" in visit mode ({html.escape(visit_metric)}).</p>")
-    return pn.Column(note, table, sizing_mode="stretch_width")
-
-
 def _visit_metric(source, entry: dict) -> str:
     """The metric to open in visit mode: this one if it has visit values, else the first that does."""
     if set(entry.get("levels", [])) & model.VISIT_LEVELS:
@@ -137,58 +116,234 @@ def _visit_metric(source, entry: dict) -> str:
     return entry["name"]
 
 
-def drill_panel(source, state: DrillState, extras: list | None = None) -> pn.viewable.Viewable:
-    """Build the metric view for one session's state (coadd or visit mode from ``state.view``)."""
-    if state.view == "visits":
-        view = model.visit_view(source, state.metric, state.band, state.visit, state.detector)
-    else:
-        view = model.metric_view(source, state.metric, state.band, state.tract, state.patch)
-    tags = [f"level:{view.level}"] + [f"{k}:{v}" for k, v in view.selection.items() if v is not None]
-    unit = view.metric.get("unit", "")
-    band = pn.widgets.Select(label="band", options=view.bands, value=view.band, width=120,
-                             visible=len(view.bands) > 1)
-    band.param.watch(lambda e: state.param.update(band=e.new), "value")
-    top = [_breadcrumbs(view, state), pn.Row(band, *(extras or [])), _describe(view)]
+def _describe(view: model.DrillView) -> str:
+    entry = view.metric
+    specs = "; ".join(f"{s['name']} {s.get('operator', '')} {s.get('threshold')} {s.get('unit', '')}"
+                      for s in entry.get("specs", [])) or "none"
+    selection = entry.get("selection") or {}
+    selection = selection.get("name", "") if isinstance(selection, dict) else str(selection)
+    own = ""
+    for row in view.values.itertuples(index=False):
+        colour = {"fail": "#c62828", "pass": "#2e7d32"}.get(row.status, "#666")
+        own += (f"<li class='sq-own sq-{row.status}' style='color:{colour}'>{row.level}"
+                f"{' ' + row.band if isinstance(row.band, str) else ''}: <b>{format_value(row.value, row.unit)}</b>"
+                f" ({row.status}{', n=' + str(row.n) if pd.notna(row.n) else ''})</li>")
+    where = ", ".join(f"{k} {v}" for k, v in view.selection.items() if v is not None) or "all data"
+    return (f"<h2 class='sq-title' data-level='{view.level}'>{html.escape(entry['name'])} — {html.escape(where)}</h2>"
+            f"<p>{html.escape(entry.get('description', ''))}</p>"
+            f"<p>unit: {html.escape(entry.get('unit', '') or 'dimensionless')} · selection: {html.escape(selection)}"
+            f" · aggregation: {html.escape(str(entry.get('aggregation', '')))} · specs: {html.escape(specs)}</p>"
+            f"<ul>{own}</ul>")
 
-    body = []
-    key = view.child_key
-    if key is not None and len(view.children):
-        def pick(value, key=key):
-            state.param.update(**{key: value})
 
-        has_polygons = view.children["polygon"].notna().any()
-        sky_items = []
-        if has_polygons:
-            reference = plots.sky_reference(view.children["polygon"].dropna())
-            fig = plots.sky_figure(tags, title=f"{view.metric['name']} per {key}")
-            data = plots.add_polygons(fig, view.children, key, unit, reference)
-            shown = view.children.dropna(subset=["polygon"]).reset_index(drop=True)
-            data.selected.on_change("indices", lambda attr, old, new: new and pick(int(shown.iloc[new[0]][key])))
-            side = []
-            if view.level == "tract":
-                toggle = pn.widgets.Checkbox(label="show visits overlapping this tract", value=state.show_visits)
-                toggle.param.watch(lambda e: state.param.update(show_visits=e.new), "value")
-                side.append(toggle)
-                if state.show_visits:
-                    side.append(_visit_overlay(source, view, state, reference, fig))
-            sky_items.append(pn.pane.Bokeh(fig, sizing_mode="stretch_width", min_height=420))
-            sky_items.extend(side)
+class _Table(pn.widgets.Tabulator):
+    """A Tabulator that keeps its column models when new data has the same columns.
+
+    Panel 1.9 re-sends the whole table configuration on every change of ``value``, which makes
+    the browser build the table again; a drill-down step only changes the rows.
+    """
+
+    def _update_columns(self, event, model):
+        if event.name == "value" and [c.field for c in model.columns] == self._get_fields():
+            return
+        super()._update_columns(event, model)
+
+
+def _table(css: str, height: int) -> pn.widgets.Tabulator:
+    return _Table(pd.DataFrame(), show_index=False, disabled=True, height=height, pagination=None,
+                  layout="fit_columns", sizing_mode="stretch_width", css_classes=[css])
+
+
+def _set_table(table: pn.widgets.Tabulator, frame: pd.DataFrame) -> None:
+    """Give a table new rows, unless it shows these already (same object: a sibling step)."""
+    if table.value is not frame:
+        table.value = frame
+
+
+class DrillPanel:
+    """The metric view of one session: widgets and figures built once, their data replaced per step.
+
+    A step changes as little of the page's layout as it can (every change of size or visibility
+    makes the browser lay out the whole page again): the breadcrumbs are one widget, the figures
+    keep their titles, and a leaf (a patch, a detector) shows its siblings with itself selected
+    instead of hiding the sky plot and the table.
+
+    Parameters
+    ----------
+    source : DataSource
+        The repository (a `CachedSource`: views are computed once per server).
+    state : DrillState
+        This session's place; clicks change it, and the page calls `update` when it changes.
+    extras : list, optional
+        Widgets shown beside the band selector (the "open in Jupyter" button).
+    """
+
+    def __init__(self, source, state: DrillState, extras: list | None = None):
+        self.source, self.state = source, state
+        self._syncing = False  # True while widgets are set from the state (their watchers then keep still)
+        self._crumbs: list[dict] = []
+        self.crumbs = pn.widgets.RadioButtonGroup(options=["quick look"], value="quick look", button_type="primary",
+                                                  css_classes=["sq-crumb"])
+        self.crumbs.param.watch(self._go_crumb, "value")
+        self.band = pn.widgets.Select(label="band", options=[], width=120, visible=False)
+        self.band.param.watch(lambda e: self._syncing or state.param.update(band=e.new or None), "value")
+        self.describe = pn.pane.HTML("", sizing_mode="stretch_width", min_height=150)
+
+        self.sky = plots.PolygonPlot("sky")
+        self.sky.fig.title.text = "on the sky: click one to open it"
+        self.sky.on_pick(self._pick_polygon)
+        self.sky_pane = pn.pane.Bokeh(self.sky.fig, sizing_mode="stretch_width", min_height=420)
+        self.series = plots.SeriesPlot("series")
+        self.series.fig.title.text = "against its number: outliers as red crosses"
+        self.series_pane = pn.pane.Bokeh(self.series.fig, sizing_mode="stretch_width", visible=False)
+        self.toggle = pn.widgets.Checkbox(label="show visits overlapping this tract", disabled=True)
+        self.toggle.param.watch(lambda e: self._syncing or state.param.update(show_visits=e.new), "value")
+        self.overlay_note = pn.pane.HTML("")
+        self.overlay_table = _table("sq-overlapping-visits", 200)
+        self.overlay_table.on_click(self._pick_visit)
+        self.overlay = pn.Column(self.overlay_note, self.overlay_table, sizing_mode="stretch_width", visible=False)
+        self.children_title = pn.pane.HTML("")
+        self.children_table = _table("sq-children", 300)
+        self.children_table.on_click(self._pick_row)
+        self.children_row = pn.Row(
+            pn.Column(self.series_pane, self.sky_pane, self.toggle, self.overlay, sizing_mode="stretch_width"),
+            pn.Column(self.children_title, self.children_table, width=420), sizing_mode="stretch_width")
+
+        self.rows_title = pn.pane.HTML("")
+        self.scatter = plots.PointsPlot("scatter", "magnitude (AB mag)", "value", density=True)
+        self.scatter.fig.title.text = "value against magnitude"
+        self.sky_rows = plots.PointsPlot("sky_rows", "RA (deg)", "Dec (deg)", flipped=True)
+        self.sky_rows.fig.title.text = "values on the sky"
+        self.histogram = plots.HistogramPlot("histogram")
+        self.histogram.fig.title.text = "distribution"
+        self.rows_table = _table("sq-rows", 300)
+        self.panel = pn.Column(
+            self.crumbs, pn.Row(self.band, *(extras or [])), self.describe, self.children_row, self.rows_title,
+            pn.Row(pn.pane.Bokeh(self.scatter.fig, sizing_mode="stretch_width"),
+                   pn.pane.Bokeh(self.sky_rows.fig, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+            pn.pane.Bokeh(self.histogram.fig, sizing_mode="stretch_width"), self.rows_table,
+            sizing_mode="stretch_width")
+        self._view: model.DrillView | None = None
+        self._children: dict | None = None
+        self._visits: pd.DataFrame | None = None
+
+    # -- clicks ------------------------------------------------------------------------------
+    def _go_crumb(self, event) -> None:
+        if self._syncing:
+            return
+        labels = [c["label"] for c in self._crumbs]
+        if event.new not in labels[:-1]:
+            return
+        query = dict(self._crumbs[labels.index(event.new)]["query"])
+        if not query:
+            self.state.go(view="quicklook")
+            return
+        query.setdefault("view", "metric")
+        self.state.go(**query)
+
+    def _pick(self, value: int) -> None:
+        key = self._children["key"]
+        changes = {key: int(value)}
+        if key == "tract":
+            changes["patch"] = None
+        elif key == "visit":
+            changes["detector"] = None
+        self.state.param.update(**changes)
+
+    def _pick_polygon(self, index: int) -> None:
+        self._pick(self._children["polygons"]["shown"][index])
+
+    def _pick_row(self, event) -> None:
+        self._pick(self._children["table"].iloc[event.row][self._children["key"]])
+
+    def _pick_visit(self, event) -> None:
+        row = self._visits.iloc[event.row]
+        self.state.go(view="visits", metric=_visit_metric(self.source, self._view.metric), visit=int(row["visit"]),
+                      band=row.get("band"))
+
+    # -- drawing -----------------------------------------------------------------------------
+    def update(self) -> None:
+        """Show the state's place: compute (or fetch) its model and replace every figure's data."""
+        state, source = self.state, self.source
+        view = drill_model(source, state)
+        payload = memo(source, ("drill_payload", state.view, view.metric["name"], view.band,
+                                *view.selection.values()), lambda: drill_payload(view))
+        children, selected = payload["children"], None
+        if children is None:  # a leaf: show its siblings, itself selected
+            parent = _sibling_view(source, state)
+            if parent is not None:
+                children = memo(source, ("drill_payload", state.view, view.metric["name"], view.band,
+                                         *parent.selection.values()), lambda: drill_payload(parent))["children"]
+                selected = state.patch if state.view != "visits" else state.detector
+        self._view, self._children = view, children
+        tags = [f"level:{view.level}"] + [f"{k}:{v}" for k, v in view.selection.items() if v is not None]
+        unit = view.metric.get("unit", "")
+        self._crumbs = view.breadcrumbs
+        self._syncing = True
+        try:
+            labels = [c["label"] for c in view.breadcrumbs]
+            self.crumbs.param.update(options=labels, value=labels[-1])
+            options = {b: b for b in view.bands}
+            if view.mode == "visit":  # visit mode may show every band at once
+                options = {"all bands": "", **options}
+            self.band.param.update(options=options, value=view.band or "", visible=len(view.bands) > 1)
+            self.toggle.param.update(value=state.show_visits, disabled=view.level != "tract",
+                                     visible=view.mode == "coadd")
+        finally:
+            self._syncing = False
+        # Layout first, data after: a change of visibility makes the browser lay out and paint at once, and a
+        # figure painted between a new data column and its index update fails ("Out of bounds").
+        show_visits = view.level == "tract" and state.show_visits
+        polygons = children["polygons"] if children is not None else None
+        self.children_row.visible = children is not None
+        self.sky_pane.visible = polygons is not None
+        self.overlay.visible = show_visits and polygons is not None
+        self.series_pane.visible = view.mode == "visit" and children is not None
+        self.describe.object = _describe(view)
+        self._draw_children(view, children, selected, unit, tags)
+        self._draw_rows(view, payload["rows"], children, unit, tags)
+
+    def _draw_children(self, view: model.DrillView, children: dict | None, selected, unit: str,
+                       tags: list[str]) -> None:
+        if children is None:
+            return
+        key = children["key"]
+        _set_table(self.children_table, children["table"])
+        self.children_title.object = f"<h3>{key}{'es' if key.endswith('ch') else 's'}</h3>"
+        polygons = children["polygons"]
+        show_visits = view.level == "tract" and self.state.show_visits
+        if polygons is not None:
+            outlines = None
+            if show_visits:
+                self._visits = overlapping_visits(self.source, view.selection["tract"])
+                outlines = plots.outline_data(self._visits, "visit", polygons["reference"])
+                self.overlay_table.value = self._visits[[c for c in ("visit", "band") if c in self._visits]]
+                self.overlay_note.object = (
+                    f"<p>{len(self._visits)} visits overlap tract {view.selection['tract']}; click one to open it in "
+                    f"visit mode ({html.escape(_visit_metric(self.source, view.metric))}).</p>")
+            sky_tags = tags + ([f"visits:{len(self._visits)}"] if show_visits else [])
+            index = [int(i) for i in np.flatnonzero(polygons["shown"] == selected)] if selected is not None else []
+            self.sky.update(polygons["data"], key, unit, sky_tags, None, outlines=outlines, selected=index)
         if view.mode == "visit":
-            sky_items.insert(0, pn.pane.HoloViews(plots.series(view.children, key, unit, tags),
-                                                  sizing_mode="stretch_width"))
-        body.append(pn.Row(pn.Column(*sky_items, sizing_mode="stretch_width"),
-                           pn.Column(pn.pane.HTML(f"<h3>{key}{'es' if key.endswith('ch') else 's'}</h3>"), _children_table(view, pick),
-                                     width=420), sizing_mode="stretch_width"))
-        if not len(view.rows):
-            body.append(pn.pane.HoloViews(plots.histogram(view.children["value"], unit, tags),
-                                          sizing_mode="stretch_width"))
-    row_items = _row_plots(view, tags)
-    if row_items:
-        body.append(pn.pane.HTML(f"<h3>{len(view.rows):,} {'objects' if view.mode == 'coadd' else 'rows'}"
-                                 f"{' (datashaded)' if len(view.rows) > plots.RASTER_ABOVE else ''}</h3>"))
-        body.append(pn.GridBox(*row_items, ncols=2, sizing_mode="stretch_width"))
-    if view.level in ("patch", "detector") and len(view.rows):
-        first = view.rows.sort_values(view.columns["value"], ascending=False).head(200)
-        body.append(pn.widgets.Tabulator(first, show_index=False, disabled=True, height=300,
-                                         sizing_mode="stretch_width", css_classes=["sq-rows"]))
-    return pn.Column(*top, *body, sizing_mode="stretch_width")
+            self.series.update(children["frame"], key, unit, tags)
+
+    def _draw_rows(self, view: model.DrillView, rows: dict | None, children: dict | None, unit: str,
+                   tags: list[str]) -> None:
+        empty = {"n": 0, "points": {"x": [], "y": [], "c": []}, "range": (0.0, 1.0)}
+        self.scatter.fig.yaxis.axis_label = f"value ({unit})" if unit else "value"
+        if rows is None:
+            self.rows_title.object = f"<h3>{view.metric['name']} per {children['key']}</h3>" if children else ""
+            self.scatter.show(empty, "", tags, None)
+            self.sky_rows.show(empty, unit, tags, None)
+            _set_table(self.rows_table, _EMPTY)
+            if children is not None:
+                self.histogram.show(children["histogram"], unit, tags)
+            return
+        kind = "objects" if view.mode == "coadd" else "rows"
+        raster = any("image" in rows.get(k, {}) for k in ("scatter", "sky_rows"))
+        self.rows_title.object = (f"<h3>{rows['n']:,} {kind}{' (datashaded)' if raster else ''}"
+                                  f"{'; the worst 200 below' if 'first' in rows else ''}</h3>")
+        self.scatter.show(rows.get("scatter", empty), "", tags, None)
+        self.sky_rows.show(rows.get("sky_rows", empty), unit, tags, None)
+        _set_table(self.rows_table, rows.get("first", _EMPTY))
+        self.histogram.show(rows["histogram"], unit, tags)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 import panel as pn
+from bokeh.models import ColumnDataSource, HoverTool
 
 from . import model, plots
 
@@ -22,10 +23,14 @@ def failures_panel(source) -> pn.viewable.Viewable:
     if {"ra", "dec"} <= set(failures.columns):
         reference = plots.sky_reference(tracts["polygon"]) if len(tracts) else 180.0
         fig = plots.sky_figure(["level:failures"], name="failures_sky", title="failed quanta")
-        if len(tracts):
-            plots.add_outlines(fig, tracts, "tract", reference, color="#888888", dashed=False)
-        n = plots.add_failures(fig, failures, reference)
-        fig.tags = ["level:failures", f"n:{n}"]
+        outlines = fig.multi_line("xs", "ys", source=ColumnDataSource(plots.outline_data(tracts, "tract", reference)),
+                                  line_color="#888888", line_width=1.5)
+        data = plots.failure_data(failures, reference)
+        crosses = fig.scatter("ra", "dec", source=ColumnDataSource(data), marker="x", size=16, line_width=3,
+                              color="red")
+        fig.add_tools(HoverTool(renderers=[crosses], tooltips=[(c, f"@{c}") for c in data if c not in ("ra", "dec")]),
+                      HoverTool(renderers=[outlines], tooltips=[("tract", "@id")]))
+        fig.tags = ["level:failures", f"n:{len(data['ra'])}"]
         items.append(pn.pane.Bokeh(fig, sizing_mode="stretch_width"))
     shown = failures.drop(columns=[c for c in failures.columns if c == "polygon"])
     items.append(pn.widgets.Tabulator(shown, show_index=False, disabled=True, height=400,

@@ -1,4 +1,9 @@
-"""The quick-look page (DMTN-085 Fig. 1): header numbers, one coloured button per metric, sky map."""
+"""The quick-look page (DMTN-085 Fig. 1): header numbers, one coloured button per metric, sky map.
+
+`QuickLookPanel` is built once per browser session; choosing another sky-map metric or band
+only replaces the data of its sky figure. The summary itself (one value per metric and band) is
+computed once per server (`memo`), since the repository does not change under it.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ import math
 import panel as pn
 
 from . import model, plots
+from .source import memo
 from .state import DrillState
 
-__all__ = ["quicklook_panel", "BUTTON_TYPE", "format_value"]
+__all__ = ["QuickLookPanel", "BUTTON_TYPE", "format_value", "open_metric"]
 
 #: Metric status -> Bokeh button type (green pass, red fail, grey no spec).
 BUTTON_TYPE = {"pass": "success", "fail": "danger", "none": "light"}
@@ -33,65 +39,87 @@ def _header_html(header: dict) -> str:
     return f"<div class='sq-header' style='display:flex;gap:2em;font-size:1.1em'>{cells}</div>"
 
 
-def _open_metric(state: DrillState, entries: dict, metric: str, band) -> None:
-    levels = set(entries[metric].get("levels", []))
+def open_metric(state: DrillState, entry: dict, band) -> None:
+    """Open a metric: coadd mode if it has tract/patch/dataset values, visit mode if only visit ones."""
+    levels = set(entry.get("levels", []))
     view = "metric" if levels & model.COADD_LEVELS - {"dataset"} or not levels & model.VISIT_LEVELS else "visits"
-    state.go(view=view, metric=metric, band=band)
+    state.go(view=view, metric=entry["name"], band=band)
 
 
-def quicklook_panel(source, state: DrillState, title: str) -> pn.viewable.Viewable:
-    """Build the quick-look page for one session's state."""
-    ql = model.quicklook(source, state.sky_metric, state.sky_band)
-    entries = {e["name"]: e for e in model.metric_entries(source)}
-    buttons = []
-    for row in ql.summary.itertuples(index=False):
-        band = row.band if isinstance(row.band, str) else None
-        label = f"{row.metric}{' ' + band if band else ''}: {format_value(row.value, row.unit)}"
-        button = pn.widgets.Button(label=label, button_type=BUTTON_TYPE.get(row.status, "light"),
-                                   description=f"status: {row.status}; spec: {row.spec or 'none'}",
-                                   css_classes=[f"sq-metric", f"sq-{row.status}"], width=300)
-        button.on_click(lambda event, m=row.metric, b=band: _open_metric(state, entries, m, b))
-        buttons.append(button)
-    failed = int((ql.summary["status"] == "fail").sum())
-    summary = pn.pane.HTML(
-        f"<p class='sq-summary'>{len(ql.summary)} metric values: "
-        f"<b style='color:#c62828'>{failed} fail</b>, "
-        f"<b style='color:#2e7d32'>{int((ql.summary['status'] == 'pass').sum())} pass</b>, "
-        f"{int((ql.summary['status'] == 'none').sum())} without a spec.</p>")
+class QuickLookPanel:
+    """The quick look of one session: built once, its sky map updated when its metric or band changes."""
 
-    sky_names = [e["name"] for e in entries.values() if set(e.get("levels", [])) & {"tract", "visit"}]
-    choose_metric = pn.widgets.Select(label="sky map metric", options=sky_names, value=ql.sky_metric, width=300)
-    choose_band = pn.widgets.Select(label="band", options=ql.bands, value=ql.sky_band, width=120,
-                                    visible=bool(ql.bands))
-    choose_metric.param.watch(lambda e: state.param.update(sky_metric=e.new, sky_band=None), "value")
-    choose_band.param.watch(lambda e: state.param.update(sky_band=e.new), "value")
+    def __init__(self, source, state: DrillState, title: str):
+        self.source, self.state = source, state
+        ql = memo(source, ("quicklook", None, None), lambda: model.quicklook(source))
+        self.entries = {e["name"]: e for e in model.metric_entries(source)}
+        buttons = []
+        for row in ql.summary.itertuples(index=False):
+            band = row.band if isinstance(row.band, str) else None
+            label = f"{row.metric}{' ' + band if band else ''}: {format_value(row.value, row.unit)}"
+            button = pn.widgets.Button(label=label, button_type=BUTTON_TYPE.get(row.status, "light"),
+                                       description=f"status: {row.status}; spec: {row.spec or 'none'}",
+                                       css_classes=["sq-metric", f"sq-{row.status}"], width=300)
+            button.on_click(lambda event, m=row.metric, b=band: open_metric(state, self.entries[m], b))
+            buttons.append(button)
+        counts = ql.summary["status"].value_counts()
+        summary = pn.pane.HTML(
+            f"<p class='sq-summary'>{len(ql.summary)} metric values: "
+            f"<b style='color:#c62828'>{int(counts.get('fail', 0))} fail</b>, "
+            f"<b style='color:#2e7d32'>{int(counts.get('pass', 0))} pass</b>, "
+            f"{int(counts.get('none', 0))} without a spec.</p>")
+        sky_names = [e["name"] for e in self.entries.values() if set(e.get("levels", [])) & {"tract", "visit"}]
+        self.choose_metric = pn.widgets.Select(label="sky map metric", options=sky_names, value=ql.sky_metric,
+                                               width=300)
+        self.choose_band = pn.widgets.Select(label="band", options=ql.bands, value=ql.sky_band, width=120,
+                                             visible=bool(ql.bands))
+        self._syncing = False  # True while the widgets are set from the state (their watchers then keep still)
+        self.choose_metric.param.watch(
+            lambda e: self._syncing or state.param.update(sky_metric=e.new, sky_band=None), "value")
+        self.choose_band.param.watch(lambda e: self._syncing or state.param.update(sky_band=e.new), "value")
+        self.sky = plots.PolygonPlot("sky", outline_color="#888888", dashed=False)
+        self.sky.on_pick(self._drill)
+        self._shown, self._key, self._target, self._drawn = None, "tract", (None, None), False
+        self.no_sky = pn.pane.HTML("<p>No metric has tract or visit values to map.</p>", visible=not sky_names)
+        self.panel = pn.Column(
+            pn.pane.HTML(f"<h2>{html.escape(title)} — quick look</h2>"),
+            pn.pane.HTML(_header_html(ql.header), name="header"),
+            summary,
+            pn.FlexBox(*buttons, sizing_mode="stretch_width"),
+            pn.Row(self.choose_metric, self.choose_band),
+            self.no_sky,
+            pn.pane.Bokeh(self.sky.fig, sizing_mode="stretch_width", min_height=420, visible=bool(sky_names)),
+            sizing_mode="stretch_width",
+        )
 
-    sky_panel = pn.pane.HTML("<p>No metric has tract or visit values to map.</p>")
-    if ql.sky_metric is not None:
+    def _drill(self, index: int) -> None:
+        metric, band = self._target
+        target = {self._key: int(self._shown.iloc[index][self._key])}
+        self.state.go(view="metric" if self._key == "tract" else "visits", metric=metric, band=band, **target)
+
+    def update(self) -> None:
+        """Draw the sky map of the state's sky metric and band (nothing to do if it is shown already)."""
+        state, source = self.state, self.source
+        wanted = (state.sky_metric, state.sky_band)
+        if wanted == self._drawn or not self.choose_metric.options:
+            return
+        self._drawn = wanted
+        ql = memo(source, ("quicklook",) + wanted, lambda: model.quicklook(source, *wanted))
+        self._target = (ql.sky_metric, ql.sky_band)
+        self._syncing = True
+        try:
+            self.choose_metric.value = ql.sky_metric
+            self.choose_band.param.update(options=ql.bands, value=ql.sky_band, visible=bool(ql.bands))
+        finally:
+            self._syncing = False
+        if ql.sky_metric is None or not len(ql.sky):
+            return
         key = "tract" if "tract" in ql.sky.columns and ql.sky["tract"].notna().any() else "visit"
         geometry = source.tracts() if key == "tract" else source.visits()
         reference = plots.sky_reference(geometry["polygon"]) if len(geometry) else 180.0
-        unit = entries[ql.sky_metric].get("unit", "")
-        fig = plots.sky_figure(["level:quicklook", f"metric:{ql.sky_metric}"],
-                               title=f"{ql.sky_metric} {ql.sky_band or ''}")
-        if key == "tract" and len(geometry):
-            plots.add_outlines(fig, geometry, "tract", reference, color="#888888", dashed=False)
-        shown = ql.sky.dropna(subset=["polygon"]).reset_index(drop=True)
-        data = plots.add_polygons(fig, ql.sky, key, unit, reference)
-
-        def drill(attr, old, new, shown=shown, metric=ql.sky_metric, band=ql.sky_band, key=key):
-            if new:
-                target = {key: int(shown.iloc[new[0]][key])}
-                state.go(view="metric" if key == "tract" else "visits", metric=metric, band=band, **target)
-
-        data.selected.on_change("indices", drill)
-        sky_panel = pn.pane.Bokeh(fig, sizing_mode="stretch_width", min_height=420)
-    return pn.Column(
-        pn.pane.HTML(f"<h2>{html.escape(title)} — quick look</h2>"),
-        pn.pane.HTML(_header_html(ql.header), name="header"),
-        summary,
-        pn.FlexBox(*buttons, sizing_mode="stretch_width"),
-        pn.Row(choose_metric, choose_band),
-        sky_panel,
-        sizing_mode="stretch_width",
-    )
+        self._key = key
+        self._shown = ql.sky.dropna(subset=["polygon"]).reset_index(drop=True)
+        base = plots.outline_data(source.tracts(), "tract", reference) if key == "tract" else None
+        self.sky.update(plots.polygon_data(ql.sky, key, reference), key, self.entries[ql.sky_metric].get("unit", ""),
+                        ["level:quicklook", f"metric:{ql.sky_metric}"], f"{ql.sky_metric} {ql.sky_band or ''}",
+                        base=base)

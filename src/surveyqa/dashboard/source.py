@@ -19,7 +19,7 @@ import pandas as pd
 
 from surveyqa.errors import SurveyQAError
 
-__all__ = ["DataSource", "TableSource", "CachedSource", "open_repository", "with_polygon", "METRIC_COLUMNS"]
+__all__ = ["DataSource", "TableSource", "CachedSource", "open_repository", "with_polygon", "memo", "METRIC_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class CachedSource:
         How many results to keep (a tract's per-object table is one result).
     """
 
-    def __init__(self, source: DataSource, maxsize: int = 64):
+    def __init__(self, source: DataSource, maxsize: int = 128):
         self.source = source
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
@@ -178,6 +178,10 @@ class CachedSource:
             while len(self._cache) > self._maxsize:
                 self._cache.popitem(last=False)
         return value
+
+    def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """A value derived from the reads (a page's model), computed once per server for ``key``."""
+        return self._get(("derived",) + tuple(key), compute)
 
     def manifest(self) -> dict:
         return self._get(("manifest",), self.source.manifest)
@@ -231,6 +235,12 @@ class CachedSource:
 
     def failures(self) -> pd.DataFrame:
         return self._get(("failures",), self.source.failures)
+
+
+def memo(source: DataSource, key: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per server when ``source`` is a `CachedSource`, every time otherwise."""
+    method = getattr(source, "memo", None)
+    return method(key, compute) if method is not None else compute()
 
 
 def with_polygon(frame: pd.DataFrame) -> pd.DataFrame:
