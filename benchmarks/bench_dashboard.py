@@ -21,7 +21,7 @@ import statistics
 import time
 
 from surveyqa.butler import QARepository
-from surveyqa.dashboard import browser, serve
+from surveyqa.dashboard import browser, model, serve
 
 log = logging.getLogger("bench_dashboard")
 
@@ -87,11 +87,16 @@ def main() -> None:
     visits = qa.visits()
     n_sources = qa.truth()["n_sources"] if qa.truth() else None
     tract = int(tracts["tract"].iloc[0])
-    visit = int(visits["visit"].iloc[-1])
-    detector = int(qa.detectors(visit)["detector"].iloc[len(qa.detectors(visit)) // 2])
+    # the last of the first few rows of the tables (outliers first), so that the row is on screen
+    in_table = model.visit_view(qa, args.visit_metric).children.sort_values(["outlier", "visit"], ascending=[False, True])
+    visit = int(in_table["visit"].iloc[min(5, len(in_table) - 1)])
+    in_table = model.visit_view(qa, args.visit_metric, visit=visit).children.sort_values(
+        ["outlier", "detector"], ascending=[False, True])
+    detector = int(in_table["detector"].iloc[min(4, len(in_table) - 1)])
     n_objects = len(qa.object_values(tract))
-    print(f"repository: {len(tracts)} tracts, {len(visits)} visits, {n_sources} sources; "
-          f"tract {tract}: {n_objects} per-object rows")
+    print(f"repository: {len(tracts)} tracts, {len(visits)} visits, {n_sources} sources, "
+          f"{len(qa.metric_values())} metric values; tract {tract}: {n_objects} per-object rows; "
+          f"visit {visit}: {len(qa.source_values(visit))} per-source rows")
 
     server, url = serve(args.repo, args.collection)
     try:

@@ -22,7 +22,12 @@ from .state import DrillState
 __all__ = ["DrillPanel", "overlapping_visits", "drill_model", "drill_payload", "children_payload"]
 
 TABLE_COLUMNS = ["value", "unit", "n", "status", "outlier"]
-_EMPTY = pd.DataFrame()
+#: Every table of children has a column per key (those not shown hidden): a step then changes rows, not columns.
+KEYS = ["tract", "patch", "visit", "detector"]
+#: Columns of the worst-rows table (generic names; the row table's own names are in its title).
+ROW_COLUMNS = ["id", "tract", "patch", "visit", "detector", "band", "value", "mag", "ra", "dec"]
+_EMPTY_ROWS = pd.DataFrame({c: pd.Series(dtype="int64" if c in ("id", "tract", "patch", "visit", "detector")
+                                         else (object if c == "band" else float)) for c in ROW_COLUMNS})
 #: At most this many crumbs besides the current place (quick look, metric, tract | visit).
 MAX_CRUMBS = 3
 
@@ -52,8 +57,9 @@ def children_payload(view: model.DrillView) -> dict | None:
     out = None
     if key is not None and len(view.children):
         children = view.children
-        table = children[[key] + [c for c in TABLE_COLUMNS if c in children]].copy()
-        table[key] = table[key].astype(int)
+        table = pd.DataFrame({k: children[k].astype(int) if k == key else -1 for k in KEYS}, index=children.index)
+        for column in TABLE_COLUMNS:
+            table[column] = children[column] if column in children else None
         table = table.sort_values(["outlier", key], ascending=[False, True]).reset_index(drop=True)
         polygons = None
         if children["polygon"].notna().any():
@@ -62,6 +68,25 @@ def children_payload(view: model.DrillView) -> dict | None:
                         "shown": children.dropna(subset=["polygon"])[key].astype(int).to_numpy()}
         out = {"key": key, "table": table, "polygons": polygons, "frame": children,
                "histogram": plots.histogram_data(children["value"])}
+    return out
+
+
+def _worst_rows(rows: pd.DataFrame, columns: dict, limit: int = 200) -> pd.DataFrame:
+    """The ``limit`` rows with the largest values, in the columns of `ROW_COLUMNS` (-1/NaN where absent).
+
+    The same columns at every level, so that a step changes the table's rows, not its layout.
+    """
+    worst = rows.nlargest(limit, columns["value"]).reset_index(drop=True)
+    ids = [c for c in worst.columns if c.endswith("_id") or c in ("objectId", "sourceId", "id")][:1]
+    out = pd.DataFrame(index=worst.index)
+    out["id"] = worst[ids[0]].astype("int64") if ids else worst.index.to_numpy()
+    for key in KEYS:
+        out[key] = worst[key].astype("int64") if key in worst else -1
+    out["band"] = worst["band"].astype(str) if "band" in worst else ""
+    for name in ("value", "mag", "ra", "dec"):
+        out[name] = worst[columns[name]].astype(float) if columns.get(name) else np.nan
+    out.attrs["absent"] = ([k for k in KEYS if k not in worst] + (["band"] if "band" not in worst else [])
+                           + [n for n in ("mag", "ra", "dec") if not columns.get(n)])
     return out
 
 
@@ -79,7 +104,7 @@ def drill_payload(view: model.DrillView) -> dict:
             ra = model.unwrap_ra(ra, float(np.nanmedian(ra))) if len(ra) else ra
             prepared["sky_rows"] = plots.PointsPlot.prepare(ra, rows[columns["dec"]], value)
         if view.level in ("tract", "patch", "visit", "detector"):
-            prepared["first"] = rows.sort_values(columns["value"], ascending=False).head(200).reset_index(drop=True)
+            prepared["first"] = _worst_rows(rows, columns)
         out["rows"] = prepared
     return out
 
@@ -149,8 +174,8 @@ class _Table(pn.widgets.Tabulator):
         super()._update_columns(event, model)
 
 
-def _table(css: str, height: int) -> pn.widgets.Tabulator:
-    return _Table(pd.DataFrame(), show_index=False, disabled=True, height=height, pagination=None,
+def _table(css: str, height: int, empty: pd.DataFrame | None = None) -> pn.widgets.Tabulator:
+    return _Table(pd.DataFrame() if empty is None else empty, show_index=False, disabled=True, height=height, pagination=None,
                   layout="fit_columns", sizing_mode="stretch_width", css_classes=[css])
 
 
@@ -203,7 +228,10 @@ class DrillPanel:
         self.overlay_table.on_click(self._pick_visit)
         self.overlay = pn.Column(self.overlay_note, self.overlay_table, sizing_mode="stretch_width", visible=False)
         self.children_title = pn.pane.HTML("")
-        self.children_table = _table("sq-children", 300)
+        self.children_table = _table("sq-children", 300, pd.DataFrame(
+            {**{k: pd.Series(dtype="int64") for k in KEYS}, "value": pd.Series(dtype=float),
+             "unit": pd.Series(dtype=object), "n": pd.Series(dtype=float), "status": pd.Series(dtype=object),
+             "outlier": pd.Series(dtype=bool)}))
         self.children_table.on_click(self._pick_row)
         self.children_row = pn.Row(
             pn.Column(self.series_pane, self.sky_pane, self.toggle, self.overlay, sizing_mode="stretch_width"),
@@ -216,7 +244,7 @@ class DrillPanel:
         self.sky_rows.fig.title.text = "values on the sky"
         self.histogram = plots.HistogramPlot("histogram")
         self.histogram.fig.title.text = "distribution"
-        self.rows_table = _table("sq-rows", 300)
+        self.rows_table = _table("sq-rows", 300, _EMPTY_ROWS)
         self.panel = pn.Column(
             self.crumbs, pn.Row(self.band, *(extras or [])), self.describe, self.children_row, self.rows_title,
             pn.Row(pn.pane.Bokeh(self.scatter.fig, sizing_mode="stretch_width"),
@@ -308,6 +336,9 @@ class DrillPanel:
         if children is None:
             return
         key = children["key"]
+        hidden = [k for k in KEYS if k != key]
+        if self.children_table.hidden_columns != hidden:
+            self.children_table.hidden_columns = hidden
         _set_table(self.children_table, children["table"])
         self.children_title.object = f"<h3>{key}{'es' if key.endswith('ch') else 's'}</h3>"
         polygons = children["polygons"]
@@ -335,15 +366,20 @@ class DrillPanel:
             self.rows_title.object = f"<h3>{view.metric['name']} per {children['key']}</h3>" if children else ""
             self.scatter.show(empty, "", tags, None)
             self.sky_rows.show(empty, unit, tags, None)
-            _set_table(self.rows_table, _EMPTY)
+            _set_table(self.rows_table, _EMPTY_ROWS)
             if children is not None:
                 self.histogram.show(children["histogram"], unit, tags)
             return
         kind = "objects" if view.mode == "coadd" else "rows"
         raster = any("image" in rows.get(k, {}) for k in ("scatter", "sky_rows"))
+        names = ", ".join(f"{k} = {html.escape(str(v))}" for k, v in view.columns.items() if v and v != k)
         self.rows_title.object = (f"<h3>{rows['n']:,} {kind}{' (datashaded)' if raster else ''}"
-                                  f"{'; the worst 200 below' if 'first' in rows else ''}</h3>")
+                                  f"{'; the worst 200 below' if 'first' in rows else ''}</h3>"
+                                  f"<p>{names}</p>")
         self.scatter.show(rows.get("scatter", empty), "", tags, None)
         self.sky_rows.show(rows.get("sky_rows", empty), unit, tags, None)
-        _set_table(self.rows_table, rows.get("first", _EMPTY))
+        first = rows.get("first", _EMPTY_ROWS)
+        if self.rows_table.hidden_columns != first.attrs.get("absent", []):
+            self.rows_table.hidden_columns = list(first.attrs.get("absent", []))
+        _set_table(self.rows_table, first)
         self.histogram.show(rows["histogram"], unit, tags)

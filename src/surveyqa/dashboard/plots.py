@@ -32,7 +32,7 @@ __all__ = ["RASTER_ABOVE", "sky_reference", "sky_figure", "polygon_data", "outli
 #: objects are points; a tract's are an image).
 RASTER_ABOVE = 2_000
 #: Size (pixels) of a datashaded image.
-RASTER_SHAPE = (400, 500)
+RASTER_SHAPE = (300, 400)
 
 
 def sky_reference(polygons) -> float:
