@@ -235,7 +235,15 @@ def histogram_data(values) -> dict:
     """40-bin histogram of the finite values: the columns of `HistogramPlot`."""
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
-    counts, edges = np.histogram(finite, bins=40) if len(finite) else (np.zeros(1), np.array([0.0, 1.0]))
+    if not len(finite):
+        counts, edges = np.zeros(1), np.array([0.0, 1.0])
+    else:
+        low, high = float(finite.min()), float(finite.max())
+        if high - low <= 1e-9 * max(abs(low), abs(high), 1e-300):  # all (nearly) equal: one bin around them
+            counts, edges = np.array([len(finite)]), np.array([low - 0.5 * max(abs(low), 1.0) * 1e-6,
+                                                               high + 0.5 * max(abs(high), 1.0) * 1e-6])
+        else:
+            counts, edges = np.histogram(finite, bins=40)
     return {"left": edges[:-1], "right": edges[1:], "top": counts, "n": len(finite)}
 
 
