@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -24,3 +26,33 @@ def demo_repo(tmp_path_factory) -> tuple[str, str]:
     from surveyqa.demo import run_demo
 
     return run_demo(tmp_path_factory.mktemp("demo") / "demo-repo")
+
+
+PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def pg_url():
+    """A new, empty PostgreSQL database on the local server (dropped afterwards), as a SQLAlchemy URL."""
+    import sqlalchemy
+
+    name = f"surveyqa_test_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is not running ({exc}); `make test` starts it")
+    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def require_chromium(path: str) -> None:
+    """Skip a browser test where no Chromium is installed, except in CI, where that is a failure."""
+    if not Path(path).exists():
+        message = f"no Chromium at {path} (`make test` installs Debian's chromium; or set SURVEYQA_CHROMIUM)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, require_chromium
 from surveyqa.dashboard import browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -31,8 +31,7 @@ def truth(demo_repo) -> dict:
 def server(demo_repo, tmp_path_factory):
     from surveyqa.dashboard import serve
 
-    if not Path(browser.chromium_path()).exists():
-        pytest.skip(f"no Chromium at {browser.chromium_path()} (set SURVEYQA_CHROMIUM)")
+    require_chromium(browser.chromium_path())
     handle, url = serve(*demo_repo, notebook_dir=tmp_path_factory.mktemp("notebooks"))
     yield handle
     handle.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,6 @@ from surveyqa.tasks import PIPELINE
 
 SMALL = dict(detectors_per_side=2, tract_size=0.8, bands=("g", "r"), density=30000.0)
 PIPETASK = Path(sys.executable).parent / "pipetask"
-PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 KEYS = ["metric", "level", "band", "tract", "patch", "visit", "detector", "column"]
 
 
@@ -113,23 +111,6 @@ def test_parallel_run_matches_serial(tmp_path):
     b = _sorted(QARepository(repo, "qa/j2").metric_values())
     pd.testing.assert_frame_equal(a[KEYS + ["value"]], b[KEYS + ["value"]])
     assert len(QARepository(repo, "qa/j2").failures()) == len(QARepository(repo, "qa/j1").failures()) > 0
-
-
-@pytest.fixture
-def pg_url():
-    import sqlalchemy
-
-    name = f"surveyqa_pipe_{uuid.uuid4().hex[:8]}"
-    admin = sqlalchemy.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is not running: {exc}")
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.mark.postgres

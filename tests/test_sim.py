@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ from surveyqa.cli import main
 from surveyqa.errors import SurveyQAError
 from surveyqa.sim import DefectConfig, SimConfig, make_survey
 
-PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 SMALL = dict(detectors_per_side=2, tract_size=0.8, bands=("g", "r"), density=30000.0)
 
 
@@ -118,22 +116,6 @@ def test_tract_bigger_than_four_visits_cover_is_refused(tmp_path):
     with pytest.raises(SurveyQAError, match="not covered"):
         make_survey(str(tmp_path / "r"), SimConfig(detectors_per_side=1, tract_size=1.0))
     assert not (tmp_path / "r").exists()
-
-
-@pytest.fixture
-def pg_url():
-    sqlalchemy = pytest.importorskip("sqlalchemy")
-    name = f"surveyqa_sim_{uuid.uuid4().hex[:8]}"
-    admin = sqlalchemy.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is not running: {exc}")
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.mark.postgres
