@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse
 
+import httpx
 import pytest
 from tracking_fixtures import db_url, make_server  # noqa: F401
 
@@ -41,5 +42,15 @@ def test_repository_values_are_tracked_per_data_id(demo_repo, make_server, capsy
         ).json()
     points = [p for s in series["series"] for p in s["points"]]
     assert any(p["value"] == pytest.approx(row["value"]) for p in points)
-    links = [parse_qs(urlparse(p["link"]).query) for p in points]
-    assert all(q["repo"] == [repo] and q["collection"] == [collection] for q in links)
+    # The point's link opens the drill-down dashboard on this run's repository, at this detector.
+    link = points[0]["link"]
+    opened = httpx.get(link, follow_redirects=False, timeout=120)
+    assert opened.status_code == 307, opened.text
+    target = urlparse(opened.headers["location"])
+    state = parse_qs(target.query)
+    assert state["view"] == ["visits"] and state["metric"] == [row["metric"]]
+    assert state["visit"] == [str(int(row["visit"]))] and state["detector"] == [str(int(row["detector"]))]
+    page = httpx.get(f"{target.scheme}://{target.netloc}/api/visits/{row['metric']}.json",
+                     params={"visit": int(row["visit"]), "band": row["band"]}, timeout=120).json()
+    assert any(d["detector"] == int(row["detector"]) and d["value"] == pytest.approx(row["value"])
+               for d in page["children"])

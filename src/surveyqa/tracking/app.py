@@ -14,12 +14,13 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from surveyqa.errors import SurveyQAError
 from surveyqa.tracking import queries, views
 from surveyqa.tracking.config import TrackingConfig
 from surveyqa.tracking.db import subscription_t
+from surveyqa.tracking.drilldown import DashboardLauncher
 from surveyqa.tracking.ingest import InvalidSubmission
 from surveyqa.tracking.schemas import Submission, SubmitResult, SubscriptionIn, VerifyJob
 from surveyqa.tracking.service import TrackingService
@@ -204,6 +205,19 @@ def create_app(config: TrackingConfig | None = None, service: TrackingService | 
         view = _found(views.metric_view(service, name, dataset, _data_id(dict(request.query_params))), f"metric {name}")
         twin = f"/metrics/{name}.json" + (f"?{request.url.query}" if request.url.query else "")
         return views.render_page(name, views.metric_html(view), twin)
+
+    app.state.dashboards = DashboardLauncher()
+    app.router.on_shutdown.append(app.state.dashboards.stop)
+
+    @app.get("/runs/{run_id}/dashboard", dependencies=read, include_in_schema=False)
+    def run_dashboard(run_id: int, request: Request, metric: str) -> RedirectResponse:
+        """Open the drill-down dashboard on this run's outputs at ``metric`` and the data ID in the query."""
+        run = _found(views.run_view(service, run_id), f"run {run_id}")
+        if not run.get("repo") or not run.get("collection"):
+            raise HTTPException(404, detail=f"run {run_id} does not say where its outputs live (repository, collection)")
+        data_id = {k: v for k, v in request.query_params.items() if k in _DATA_ID_PARAMS}
+        url = app.state.dashboards.url(run["repo"], run["collection"], metric, data_id)
+        return RedirectResponse(url, status_code=307)
 
     @app.get("/runs/{run_id}.json", dependencies=read, include_in_schema=False)
     def run_json(run_id: int) -> dict[str, Any]:

@@ -26,10 +26,13 @@ class TrackingConfig(BaseModel):
 
     db: str = Field(DEFAULT_DB_URL, description="SQLAlchemy URL of the tracking database")
     base_url: str = Field("http://127.0.0.1:8080", description="the service's own URL, used in alert messages")
-    dashboard_url: str = Field("http://127.0.0.1:5006", description="URL of the drill-down dashboard")
+    dashboard_url: str = Field(
+        "", description="URL of a running drill-down dashboard; empty: the service opens one on each run's own repository"
+    )
     link_template: str = Field(
         "{dashboard}/?repo={repo}&collection={collection}&metric={metric}",
-        description="link of every time-series point; fields: dashboard, repo, collection, metric, run_id and data ID keys",
+        description="link of every time-series point when dashboard_url is set; fields: dashboard, repo, collection, "
+        "metric, run_id and data ID keys",
     )
     read_requires_token: bool = Field(False, description="require a token for reading too")
     # regression checks
@@ -79,6 +82,9 @@ def dashboard_link(config: TrackingConfig, metric: str, repo: str | None, collec
     """The drill-down link of one point, or None when the run did not say where its outputs live."""
     if not repo:
         return None
+    if not config.dashboard_url:  # the service's own route opens a dashboard on this run's outputs
+        query = urllib.parse.urlencode({"metric": metric, **{k: v for k, v in data_id.items() if v is not None}})
+        return f"{config.base_url.rstrip('/')}/runs/{run_id}/dashboard?{query}"
     fields = _Blank({k: urllib.parse.quote(str(v), safe="") for k, v in data_id.items()})
     fields.update(
         dashboard=config.dashboard_url.rstrip("/"),
