@@ -28,14 +28,15 @@ SUBCOMMANDS: dict[str, str] = {
     "ingest": "surveyqa.butler.cli:ingest",
     "dashboard": "surveyqa.dashboard.cli:dashboard",
     "track": "surveyqa.tracking.cli:track",
-    "logs": "surveyqa.logs.cli:logs",
-    "validate": "surveyqa.validate.cli:validate",
 }
 
 
 def _available(name: str) -> bool:
     module = SUBCOMMANDS[name].split(":")[0]
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is not there either
+        return False
 
 
 class LazyGroup(click.Group):
