@@ -72,6 +72,9 @@ def test_quick_look_shows_counts_and_injected_defects_in_red(page, server, truth
         assert button.count() >= 1, f"{label} should be a red (failed) button"
         assert "bk-btn-danger" in button.first.get_attribute("class")
     assert page.locator(".sq-pass button").count() > 0, "the metrics the defects do not touch should be green"
+    # one bad detector among many: the button says how many values fail, not only their median
+    label = page.locator(".sq-fail button", has_text="health.astromOffset").first.inner_text()
+    assert re.search(r"\((\d+)/(\d+) fail\)", label), label
 
 
 def test_metric_tract_patch_drill_down_and_breadcrumbs(page, server, truth):

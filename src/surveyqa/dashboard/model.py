@@ -98,7 +98,7 @@ def quicklook(source: DataSource, sky_metric: str | None = None, band: str | Non
         if not len(values):
             rows.append({"metric": entry["name"], "band": None, "value": math.nan,
                          "unit": entry.get("unit", ""), "level": None, "status": "none",
-                         "spec": None, "threshold": math.nan, "n": 0, "note": "no values"})
+                         "spec": None, "threshold": math.nan, "n": 0, "n_fail": 0, "note": "no values"})
             continue
         top = values[values["level"] == _top_level(values["level"])]
         if top["level"].iloc[0] in ("dataset", "band"):
@@ -112,10 +112,11 @@ def quicklook(source: DataSource, sky_metric: str | None = None, band: str | Non
                     "unit": group["unit"].iloc[0], "level": f"median of {len(group)} {group['level'].iloc[0]} values",
                     "status": _status(group["status"]), "spec": group["spec"].dropna().iloc[0]
                     if group["spec"].notna().any() else None,
-                    "threshold": math.nan, "n": int(len(group)), "note": None,
+                    "threshold": math.nan, "n": int(len(group)), "n_fail": int((group["status"] == "fail").sum()),
+                    "note": None,
                 })
     summary = pd.DataFrame(rows, columns=["metric", "band", "value", "unit", "level", "status", "spec",
-                                          "threshold", "n", "note"])
+                                          "threshold", "n", "n_fail", "note"])
     sky_candidates = [e["name"] for e in entries if set(e.get("levels", [])) & {"tract", "visit"}]
     if sky_metric is None and sky_candidates:
         sky_metric = sky_candidates[0]
@@ -128,7 +129,7 @@ def quicklook(source: DataSource, sky_metric: str | None = None, band: str | Non
 def _summary_row(entry: dict, row: pd.Series) -> dict:
     return {"metric": entry["name"], "band": row["band"], "value": row["value"], "unit": row["unit"],
             "level": row["level"], "status": row["status"] or "none", "spec": row["spec"],
-            "threshold": row["threshold"], "n": row["n"], "note": row["note"]}
+            "threshold": row["threshold"], "n": row["n"], "n_fail": int(row["status"] == "fail"), "note": row["note"]}
 
 
 def _sky_values(source: DataSource, metric: str, band: str | None) -> tuple[pd.DataFrame, list, str | None]:

@@ -57,6 +57,8 @@ class QuickLookPanel:
         for row in ql.summary.itertuples(index=False):
             band = row.band if isinstance(row.band, str) else None
             label = f"{row.metric}{' ' + band if band else ''}: {format_value(row.value, row.unit)}"
+            if row.n_fail and row.n and row.n > 1:  # a median can look fine while some values fail
+                label += f" ({row.n_fail}/{row.n} fail)"
             button = pn.widgets.Button(label=label, button_type=BUTTON_TYPE.get(row.status, "light"),
                                        description=f"status: {row.status}; spec: {row.spec or 'none'}",
                                        css_classes=["sq-metric", f"sq-{row.status}"], width=300)
