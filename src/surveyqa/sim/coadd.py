@@ -24,6 +24,17 @@ def _mag(flux):
         return -2.5 * np.log10(flux) + AB_NJY
 
 
+def tract_rows(box: TractBox, truth: dict[str, np.ndarray]) -> np.ndarray:
+    """Indices (ascending) of the true objects inside a tract.
+
+    Truth is sorted by RA, so the RA range is a slice: with 100 tracts, a full scan of the truth
+    per tract would make the tract step quadratic in the number of tracts.
+    """
+    lo, hi = np.searchsorted(truth["ra"], [box.ra_min, box.ra_max])
+    dec = truth["dec"][lo:hi]
+    return lo + np.flatnonzero((dec >= box.dec_min) & (dec < box.dec_max))
+
+
 def object_table(box: TractBox, truth: dict[str, np.ndarray], visits: list[Visit], config: SimConfig,
                  empty_box: tuple[float, float, float, float] | None, nan_band: str | None) -> tuple[Table, np.ndarray]:
     """The `objectTable_tract` of one tract, sorted by patch.
@@ -41,8 +52,7 @@ def object_table(box: TractBox, truth: dict[str, np.ndarray], visits: list[Visit
     """
     rng = np.random.default_rng([config.seed, 5, box.tract])
     fp = FocalPlane.from_config(config)
-    inside = np.flatnonzero((truth["ra"] >= box.ra_min) & (truth["ra"] < box.ra_max)
-                            & (truth["dec"] >= box.dec_min) & (truth["dec"] < box.dec_max))
+    inside = tract_rows(box, truth)
     ra, dec = truth["ra"][inside], truth["dec"][inside]
     n = inside.size
     columns: dict[str, np.ndarray] = {}
@@ -196,8 +206,7 @@ def reference_catalog(truth: dict[str, np.ndarray], config: SimConfig, holes: li
 def truth_table(box: TractBox, truth: dict[str, np.ndarray], config: SimConfig, object_index: np.ndarray,
                 object_ids: np.ndarray) -> Table:
     """True objects inside a tract, with the ``objectId`` they were detected as (-1 if not)."""
-    inside = np.flatnonzero((truth["ra"] >= box.ra_min) & (truth["ra"] < box.ra_max)
-                            & (truth["dec"] >= box.dec_min) & (truth["dec"] < box.dec_max))
+    inside = tract_rows(box, truth)
     t = Table()
     for key in ("truthId", "ra", "dec", "isStar", "size", "e1", "e2"):
         t[key] = truth[key][inside]
@@ -206,8 +215,9 @@ def truth_table(box: TractBox, truth: dict[str, np.ndarray], config: SimConfig, 
         t[f"{band}_mag"].unit = "mag"
     t["ra"].unit = t["dec"].unit = "deg"
     t["size"].unit = "arcsec"
-    lookup = np.full(truth["truthId"].size, -1, dtype=np.int64)
-    lookup[object_index] = object_ids
-    t["objectId"] = lookup[inside]
+    # object_index is a subset of inside (both index truth); look up within the tract only.
+    object_id = np.full(inside.size, -1, dtype=np.int64)
+    object_id[np.searchsorted(inside, object_index)] = object_ids
+    t["objectId"] = object_id
     t["patch"] = box.patch_of(t["ra"], t["dec"])
     return t

@@ -64,8 +64,12 @@ def make_truth(config: SimConfig) -> dict[str, np.ndarray]:
     for band in BANDS:
         truth[f"{band}_mag"] = (mag_r + _COLOUR[band] * g_r + rng.normal(0, 0.03, n)).astype(np.float64)
     # Sorted by RA, so that a visit finds its objects by binary search (truthId = row + 1).
+    # One column at a time, so that the peak memory is the catalogue plus one column (7 GB for the
+    # 73 million objects of 100 tracts), not twice the catalogue.
     order = np.argsort(truth["ra"], kind="stable")
-    truth = {k: (v[order] if k != "truthId" else v) for k, v in truth.items()}
+    for key in truth:
+        if key != "truthId":
+            truth[key] = truth[key][order]
     return truth
 
 
