@@ -10,16 +10,19 @@ read-only data, never their drill-down state.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import pandas as pd
 
 from surveyqa.errors import SurveyQAError
 
-__all__ = ["DataSource", "TableSource", "CachedSource", "open_repository", "with_polygon", "memo", "METRIC_COLUMNS"]
+__all__ = ["DataSource", "TableSource", "CachedSource", "open_repository", "with_polygon", "memo", "size_of",
+           "METRIC_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -151,32 +154,61 @@ def _manifest_from_values(values: pd.DataFrame) -> dict:
 
 
 class CachedSource:
-    """Memoise a source's reads (least recently used first out), shared by all sessions of a server.
+    """Memoise a source's reads, shared by all sessions of a server, within a memory budget.
+
+    Entries are weighed in bytes (`size_of`: a DataFrame's ``memory_usage(deep=True)``, numpy
+    arrays, and the frames and arrays inside a derived value such as a page's model) and the
+    least recently used go first once their sum passes ``max_bytes``: at 100 tracts a tract's
+    per-object table alone is ~100 MB, so a count of entries says nothing about memory. A result
+    larger than the whole budget is returned but not kept.
 
     Parameters
     ----------
     source : DataSource
         The source to read through.
-    maxsize : int
-        How many results to keep (a tract's per-object table is one result).
+    max_bytes : int
+        Memory budget of the kept results, bytes (default 2 GiB).
     """
 
-    def __init__(self, source: DataSource, maxsize: int = 128):
+    def __init__(self, source: DataSource, max_bytes: int = 2 * 1024**3):
+        if max_bytes < 0:
+            raise SurveyQAError(f"cache size {max_bytes} bytes is negative", "give a size of 0 bytes or more")
         self.source = source
-        self._cache: OrderedDict[tuple, Any] = OrderedDict()
+        self.max_bytes = int(max_bytes)
+        self._cache: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
-        self._maxsize = maxsize
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held now (the sum of the kept entries' `size_of`)."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self._cache
 
     def _get(self, key: tuple, read: Callable[[], Any]) -> Any:
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
-                return self._cache[key]
+                return self._cache[key][0]
         value = read()
+        size = size_of(value)  # outside the lock: deep sizes of large frames take a while
         with self._lock:
-            self._cache[key] = value
-            while len(self._cache) > self._maxsize:
-                self._cache.popitem(last=False)
+            if key in self._cache:  # another session read it meanwhile
+                self._bytes -= self._cache.pop(key)[1]
+            if size > self.max_bytes:
+                log.info("not caching %s: %.1f MB is over the cache's %.1f MB", key[:3], size / 2**20,
+                         self.max_bytes / 2**20)
+                return value
+            self._cache[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, dropped) = self._cache.popitem(last=False)
+                self._bytes -= dropped
         return value
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
@@ -235,6 +267,41 @@ class CachedSource:
 
     def failures(self) -> pd.DataFrame:
         return self._get(("failures",), self.source.failures)
+
+
+#: A list longer than this is weighed from its first items (a list of a million floats would take a second).
+_SAMPLE = 1000
+
+
+def size_of(value: Any, _seen: set | None = None) -> int:
+    """Approximate bytes held by a cached value: frames, arrays, and containers or dataclasses of them.
+
+    A DataFrame counts its columns and index as ``memory_usage(deep=True)`` does (strings in full,
+    a list in a cell by its shell only: polygons of a few vertices are a small part); an object met twice inside one value counts once; a long list is weighed from its first
+    `_SAMPLE` items. Other objects count their shallow size.
+    """
+    seen = set() if _seen is None else _seen
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, pd.DataFrame):
+        return int(value.memory_usage(deep=True, index=True).sum())
+    if isinstance(value, (pd.Series, pd.Index)):
+        return int(value.memory_usage(deep=True))
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes) + (_items_size(value.ravel().tolist(), seen) if value.dtype == object else 0)
+    if isinstance(value, dict):
+        return sys.getsizeof(value) + sum(size_of(k, seen) + size_of(v, seen) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return sys.getsizeof(value) + _items_size(value if isinstance(value, (list, tuple)) else list(value), seen)
+    if hasattr(value, "__dict__") and not isinstance(value, type):
+        return sys.getsizeof(value) + size_of(vars(value), seen)
+    return sys.getsizeof(value)
+
+
+def _items_size(items: list | tuple, seen: set) -> int:
+    head = sum(size_of(v, seen) for v in items[:_SAMPLE])
+    return head * len(items) // _SAMPLE if len(items) > _SAMPLE else head
 
 
 def memo(source: DataSource, key: tuple, compute: Callable[[], Any]) -> Any:
