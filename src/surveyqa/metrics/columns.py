@@ -283,6 +283,53 @@ class Frame:
             return None
         return actual[0]
 
+    def _canonical(self, name: str, logical: str) -> bool:
+        """True when a table column holds a logical column's values as they are (no unit conversion)."""
+        spec = LOGICAL_COLUMNS.get(logical)
+        have = self.units.get(name)
+        if spec is None or spec.unit is None or have is None or have == spec.unit:
+            return True
+        return spec.unit == u.mag and have in (u.ABmag, u.mag, u.dimensionless_unscaled)
+
+    def chunks(self, logical: str) -> list[np.ndarray] | None:
+        """A logical column of an Arrow table as its float64 chunks, zero-copy where they are float64.
+
+        None when the column is not an Arrow column read as is (converted already, derived, in
+        another unit, several flag columns): then use `get`. For the compiled per-object kernel,
+        which reads the chunks where they lie instead of a contiguous copy of the column.
+        """
+        name = self._arrow_column(logical)
+        if name is None or not self._canonical(name, logical):
+            return None
+        return self.raw.float_chunks(name)
+
+    def key_chunks(self, logical: str) -> list[np.ndarray] | None:
+        """An integer logical column of an Arrow table (an object id) as int64 chunks, or None."""
+        name = self._arrow_column(logical)
+        return None if name is None else self.raw.int_chunks(name)
+
+    def row_formula(self, logical: str) -> tuple[str, list[list[np.ndarray]]] | None:
+        """How a float logical column's values come from Arrow chunks, without materializing it.
+
+        ``("column", [chunks])`` for a column read as is; ``("mag", [flux chunks])`` for a
+        magnitude derived from a flux in nJy (`_derive_mag`); ``("ratio", [flux, flux_err chunks])``
+        for a S/N derived from flux and error (`_derive_snr`); None otherwise (use `get`).
+        """
+        if logical in self._cache:
+            return None
+        direct = self.chunks(logical)
+        if direct is not None:
+            return "column", [direct]
+        if self._actual(logical) is not None or self.column_map.actual_names(logical) is not None:
+            return None
+        if logical == "mag" and self.can_resolve("flux"):
+            flux = self.chunks("flux")
+            return ("mag", [flux]) if flux is not None else None
+        if logical == "snr" and self.can_resolve("flux") and self.can_resolve("flux_err"):
+            flux, err = self.chunks("flux"), self.chunks("flux_err")
+            return ("ratio", [flux, err]) if flux is not None and err is not None else None
+        return None
+
     def take(self, logical: str, rows: np.ndarray) -> np.ndarray:
         """A logical column at some rows only (in its canonical unit).
 
@@ -416,6 +463,35 @@ class _ArrowColumns(Mapping):
             arr = col.to_numpy(zero_copy_only=False) if isinstance(col, pa.ChunkedArray) else col.to_numpy()
         self._cache[name] = arr
         return arr
+
+    def float_chunks(self, name: str) -> list[np.ndarray] | None:
+        """A numeric column's chunks as float64 numpy arrays (zero-copy for float64 without nulls;
+        nulls become NaN as in `__getitem__`), or None for a non-numeric column."""
+        import pyarrow as pa
+
+        col = self._table.column(name)
+        if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+            return None
+        if name in self._cache:
+            return [np.asarray(self._cache[name], dtype=np.float64)]
+        out = []
+        for c in col.chunks:
+            if pa.types.is_float64(c.type) and c.null_count == 0:
+                out.append(c.to_numpy())
+            else:
+                out.append(c.cast(pa.float64()).to_numpy(zero_copy_only=False))
+        return out
+
+    def int_chunks(self, name: str) -> list[np.ndarray] | None:
+        """An integer column without nulls as int64 chunks (zero-copy for int64), else None."""
+        import pyarrow as pa
+
+        col = self._table.column(name)
+        if not pa.types.is_integer(col.type) or col.null_count or pa.types.is_uint64(col.type):
+            return None
+        if name in self._cache:
+            return [np.asarray(self._cache[name], dtype=np.int64)]
+        return [c.to_numpy() if pa.types.is_int64(c.type) else c.to_numpy().astype(np.int64) for c in col.chunks]
 
     def converted(self, name: str) -> bool:
         """True once a column was converted to numpy."""

@@ -245,8 +245,7 @@ def measure(metric: Metric, table: object, group_by: Sequence[str] = (),
     n_groups = len(uniques[0]) if uniques else 1
     if not group_by and n_rows == 0:
         codes = np.zeros(0, dtype=np.int64)
-    sel_rows = {k: np.asarray(v)[usable] for k, v in computed.items()
-                if np.ndim(v) == 1 and len(v) == n_rows and not isinstance(v, pd.Categorical)}
+    sel_rows = _SelectedRows(computed, usable, n_rows)
     agg, n = metric.aggregation(value[usable], codes[usable], n_groups, sel_rows)
     notes: list[str | None] = [None] * n_groups
     computed_note = computed.pop("_note", None)
@@ -280,6 +279,29 @@ def measure(metric: Metric, table: object, group_by: Sequence[str] = (),
     idx = per_row_table.schema.get_field_index("value")
     per_row_table = per_row_table.set_column(idx, value_field, per_row_table.column("value").cast(pa.float64()))
     return MetricResult(metric, per_row_table, pa.table(values))
+
+
+class _SelectedRows(Mapping):
+    """The other per-row columns at the usable rows, for aggregations that read them (positions):
+    a column is indexed when an aggregation asks for it, not every column for every metric."""
+
+    def __init__(self, computed: Mapping[str, np.ndarray], usable: np.ndarray, n_rows: int):
+        self._names = [k for k, v in computed.items()
+                       if np.ndim(v) == 1 and len(v) == n_rows and not isinstance(v, pd.Categorical)]
+        self._computed, self._usable, self._cache = computed, usable, {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._cache:
+            self._cache[name] = np.asarray(self._computed[name])[self._usable]
+        return self._cache[name]
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 class _SubFrame:

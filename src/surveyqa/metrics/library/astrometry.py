@@ -33,7 +33,7 @@ from scipy.spatial import cKDTree
 
 from surveyqa.metrics.actions import select as sel
 from surveyqa.metrics.actions.aggregate import Aggregation, median
-from surveyqa.metrics.actions.compute import object_rows
+from surveyqa.metrics.actions.compute import object_stats
 from surveyqa.metrics.actions.groups import (
     broadcast,
     factorize_keys,
@@ -129,11 +129,10 @@ def pair_rms_compute(annulus_arcmin: float, width_arcmin: float = ANNULUS_WIDTH_
         if frame.can_resolve("flag"):
             good &= ~frame.get("flag").astype(bool)
         all_good = bool(good.all())
-        mag = frame.get("mag") if all_good else np.where(good, frame.get("mag"), np.nan)
-        objs, groups = object_rows(frame, keys, good)
+        mag = "mag" if all_good else np.where(good, frame.get("mag"), np.nan)
+        objs, groups = object_stats(frame, keys, count=None if all_good else good,
+                                    stats={"obj_mag": (mag, "median"), "obj_extendedness": ("extendedness", "mean")})
         n_obj = groups.n_groups
-        objs["obj_mag"] = groups.percentile(mag, 50.0)[0]
-        objs["obj_extendedness"] = groups.mean(np.asarray(frame.get("extendedness"), float))[0]
         chosen = selection(_View(objs, n_obj))
         n_selected = int(chosen.sum())
         # the seeded sample of objects per group (tract, band), drawn before any position is computed

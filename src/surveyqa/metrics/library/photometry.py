@@ -30,7 +30,7 @@ from surveyqa.metrics.actions import aggregate as agg
 from surveyqa.metrics.actions import select as sel
 from surveyqa.metrics.actions.compute import (
     object_codes,
-    object_rows,
+    object_stats,
     per_object_mean,
     per_object_median,
     repeat_deviation,
@@ -71,15 +71,19 @@ def _clean_mag(frame: Frame) -> np.ndarray:
     return mag
 
 
+def _mag_column(frame: Frame) -> str | np.ndarray:
+    """``"mag"`` (the per-object kernel derives it from the flux per object), or the magnitudes
+    with flagged sources set to NaN when something is flagged."""
+    if frame.can_resolve("flag") and frame.get("flag").astype(bool).any():
+        return _clean_mag(frame)
+    return "mag"
+
+
 def compute_object_rms(frame: Frame, keys: Mapping[str, np.ndarray], selection: Selection) -> dict[str, np.ndarray]:
     """One row per object: sample std of its magnitudes (mmag) and the context the selection reads."""
-    mag = _clean_mag(frame)
-    rows, groups = object_rows(frame, keys, mag)
-    snr = frame.get("snr")
-    ext = np.asarray(frame.get("extendedness"), dtype=float)
+    rows, _ = object_stats(frame, keys, moments=_mag_column(frame),
+                           stats={"obj_snr": ("snr", "median"), "obj_extendedness": ("extendedness", "mean")})
     rows["mag_mean"] = rows.pop("mean")
-    rows["obj_snr"] = groups.percentile(snr, 50.0)[0]
-    rows["obj_extendedness"] = groups.mean(ext)[0]
     rows["value"] = (rows.pop("std") * u.mag).to_value(u.mmag)
     return rows
 

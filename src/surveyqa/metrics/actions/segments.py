@@ -1,0 +1,144 @@
+"""Per-object statistics of rows sorted by object: the compiled kernel, on all cores.
+
+A matched catalog comes sorted by object, so each object is a segment of consecutive rows and
+every per-object statistic is a reduction over its segment. `segment_starts` finds the segments
+from the object id's Arrow chunks and `segment_stats` computes the count, mean, sample std and a
+percentile of each segment's finite values of a few per-row *streams* (a column, the magnitude
+of a flux column, the ratio of two columns) in one pass over the rows where they lie, without
+making columns contiguous or materializing the derived per-row columns. The objects are split
+into one contiguous block per core; the kernel releases the GIL, so the blocks run in parallel
+threads. Without the compiled module (`available` is False) callers use the numpy code of
+`surveyqa.metrics.actions.groups`, which gives the same values (to rounding: the order of the
+additions differs).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+try:
+    from surveyqa.metrics.actions import _segments
+except ImportError:  # not built (no compiler at install): the numpy code is used
+    _segments = None
+
+__all__ = ["Stream", "available", "n_threads", "segment_starts", "segment_stats"]
+
+#: per-row formulas of a stream (see `Stream`).
+IDENT, LOGMAG, RATIO = 0, 1, 2
+
+#: fewest rows worth a thread of their own (below, starting threads costs more than it saves).
+MIN_ROWS_PER_THREAD = 100_000
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def available() -> bool:
+    """True when the compiled kernel is importable."""
+    return _segments is not None and os.environ.get("SURVEYQA_NO_KERNEL", "") in ("", "0")
+
+
+def n_threads() -> int:
+    """Threads to use: ``SURVEYQA_THREADS`` if set, else the cores this process may run on."""
+    env = os.environ.get("SURVEYQA_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _run(fn, jobs: list[tuple]) -> list:
+    """fn(*job) for each job; in a thread pool when there are several (the kernel releases the GIL)."""
+    global _POOL
+    if len(jobs) == 1:
+        return [fn(*jobs[0])]
+    if _POOL is None or _POOL._max_workers < len(jobs):
+        _POOL = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="surveyqa-segments")
+    return list(_POOL.map(lambda job: fn(*job), jobs))
+
+
+def segment_starts(key_chunks: list[np.ndarray], n_rows: int, threads: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """First row and key of each run of equal keys of an int64 column given as chunks.
+
+    Returns None when the keys are not sorted (then a run is not an object: use the code path).
+    """
+    threads = min(threads or n_threads(), max(1, n_rows // MIN_ROWS_PER_THREAD))
+    cuts = [n_rows * t // threads for t in range(threads + 1)]
+    ranges = list(zip(cuts[:-1], cuts[1:]))
+    counts = _run(_segments.key_changes, [(key_chunks, r0, r1) for r0, r1 in ranges])
+    if any(c < 0 for c in counts):
+        return None
+    # a run that continues from one block into the next is counted in the block it starts in
+    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    rows = np.empty(int(offsets[-1]), dtype=np.int64)
+    keys = np.empty(int(offsets[-1]), dtype=np.int64)
+    _run(_segments.key_changes, [(key_chunks, r0, r1, rows[o:o + c], keys[o:o + c])
+                                 for (r0, r1), o, c in zip(ranges, offsets, counts)])
+    if len(rows) > 1 and bool(np.any(keys[1:] < keys[:-1])):  # a decrease across two blocks
+        return None
+    return rows, keys
+
+
+@dataclass
+class Stream:
+    """A per-row value and the per-object statistics wanted of it.
+
+    Parameters
+    ----------
+    op : int
+        `IDENT` (column ``a``), `LOGMAG` (``scale * log10(a) + offset``: a magnitude from a flux)
+        or `RATIO` (``a / b``: a S/N).
+    a, b : list of numpy.ndarray
+        float64 chunks of the input columns (``b`` for `RATIO` only).
+    scale, offset : float
+        Of `LOGMAG`.
+    count, mean, std : bool
+        Want the number of finite values, their mean, their sample std (ddof=1, NaN below 2).
+    percentile : float or None
+        Want this percentile of the finite values (linear interpolation, as `numpy.percentile`).
+    """
+
+    op: int
+    a: list[np.ndarray]
+    b: list[np.ndarray] | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+    count: bool = False
+    mean: bool = False
+    std: bool = False
+    percentile: float | None = None
+
+
+def segment_stats(starts: np.ndarray, n_rows: int, streams: list[Stream], threads: int | None = None
+                  ) -> list[dict[str, np.ndarray]]:
+    """Per-segment statistics of each stream: a dict with the asked ``count``, ``mean``, ``std``,
+    ``percentile`` arrays (one value per segment; NaN, or count 0, where no value is finite)."""
+    n_groups = len(starts)
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    outs, specs = [], []
+    for s in streams:
+        out = {}
+        if s.count:
+            out["count"] = np.empty(n_groups, dtype=np.int64)
+        for name, want in (("mean", s.mean), ("std", s.std), ("percentile", s.percentile is not None)):
+            if want:
+                out[name] = np.empty(n_groups, dtype=np.float64)
+        outs.append(out)
+        specs.append((s.op, s.a, s.b, float(s.scale), float(s.offset),
+                      float(s.percentile) if s.percentile is not None else 50.0,
+                      out.get("count"), out.get("mean"), out.get("std"), out.get("percentile")))
+    if n_groups == 0:
+        return outs
+    threads = min(threads or n_threads(), max(1, n_rows // MIN_ROWS_PER_THREAD))
+    # one contiguous block of objects per thread, of about the same number of rows
+    cuts = np.searchsorted(starts, [n_rows * t // threads for t in range(threads + 1)])
+    cuts[-1] = n_groups
+    jobs = [(starts, n_rows, specs, int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
+    _run(_segments.segment_stats, jobs)
+    return outs
