@@ -28,6 +28,19 @@ def demo_repo(tmp_path_factory) -> tuple[str, str]:
     return run_demo(tmp_path_factory.mktemp("demo") / "demo-repo")
 
 
+@pytest.fixture(scope="session")
+def clean_demo_repo(tmp_path_factory) -> tuple[str, str]:
+    """The demo's survey (same seed, same visits and tracts) without any defect, QA'd into ``qa/clean``:
+    the reference run the demo is compared with. ``(repo_path, collection)``."""
+    from surveyqa.sim import SimConfig, make_survey
+    from surveyqa.tasks.executor import run_qa
+
+    repo = tmp_path_factory.mktemp("clean") / "clean-repo"
+    make_survey(str(repo), SimConfig(seed=1), collection="sim")
+    run_qa(str(repo), "sim", "qa/clean")
+    return str(repo), "qa/clean"
+
+
 PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 

@@ -11,6 +11,11 @@ numbers a user sees. Bad input answers 400/404 with ``{"error": ..., "hint": ...
 | ``/api/failures.json`` | failures |
 | ``/api/manifest.json`` | the repository's QA manifest |
 | ``/api/notebook.ipynb?view=&metric=&band=&tract=...`` | the "open in Jupyter" notebook |
+| ``/api/compare/quicklook.json`` | compare (``--compare``): every metric in A and B, worst change first |
+| ``/api/compare/metric/<metric>.json?band=&tract=&patch=`` | compare, coadd mode |
+| ``/api/compare/visits/<metric>.json?band=&visit=&detector=`` | compare, visit mode |
+
+The compare routes answer 404 on a server that compares no second run.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from tornado.web import RequestHandler
 
 from surveyqa.errors import SurveyQAError
 
-from . import model, notebook
+from . import compare, model, notebook
 
 __all__ = ["api_routes", "ROUTES"]
 
@@ -36,6 +41,9 @@ ROUTES = {
     "/api/failures.json": "failed quanta",
     "/api/manifest.json": "the QA manifest (metrics, selections, specs)",
     "/api/notebook.ipynb": "notebook loading the view given by the query (view, metric, band, tract, ...)",
+    "/api/compare/quicklook.json": "compare: header counts of A and B, every metric's values, delta and change",
+    "/api/compare/metric/<metric>.json": "compare, coadd drill-down: ?band=, ?tract=, ?patch=",
+    "/api/compare/visits/<metric>.json": "compare, visit drill-down: ?band=, ?visit=, ?detector=",
 }
 
 
@@ -60,7 +68,7 @@ class _Handler(RequestHandler):
         try:
             payload = build()
         except SurveyQAError as exc:
-            self.set_status(404 if "no metric" in exc.message else 400)
+            self.set_status(404 if "no metric" in exc.message or "compares no" in exc.message else 400)
             payload = {"error": exc.message, "hint": exc.hint}
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(payload, default=str, allow_nan=False))
@@ -116,6 +124,39 @@ class NotebookHandler(_Handler):
         self.finish(nbformat.writes(notebook.make_notebook(config.repo, config.collection, query)))
 
 
+class _CompareHandler(_Handler):
+    def _runs(self):
+        config = self.config
+        if config.compare is None:
+            raise SurveyQAError("this dashboard compares no second run",
+                                "start it with --compare REPO_B to compare two runs")
+        return config.source, config.compare
+
+
+class CompareQuickLookHandler(_CompareHandler):
+    def get(self) -> None:
+        def build() -> dict:
+            a, b = self._runs()
+            rows = compare.compare_quicklook(a, b)
+            return {"labels": {"A": self.config.labels[0], "B": self.config.labels[1]},
+                    "header": compare.compare_header(a, b), "metrics": model._records(rows),
+                    "counts": {c: int((rows["change"] == c).sum()) for c in compare.CHANGE_ORDER}}
+
+        self._send(build)
+
+
+class CompareMetricHandler(_CompareHandler):
+    def get(self, metric: str) -> None:
+        self._send(lambda: compare.compare_view(*self._runs(), metric, self._str("band"), mode="coadd",
+                                                tract=self._int("tract"), patch=self._int("patch")).to_json())
+
+
+class CompareVisitsHandler(_CompareHandler):
+    def get(self, metric: str) -> None:
+        self._send(lambda: compare.compare_view(*self._runs(), metric, self._str("band"), mode="visit",
+                                                visit=self._int("visit"), detector=self._int("detector")).to_json())
+
+
 def api_routes(config) -> list[tuple]:
     """Tornado URL patterns for the JSON twins, bound to one server's `DashboardConfig`."""
     args = {"config": config}
@@ -126,4 +167,7 @@ def api_routes(config) -> list[tuple]:
         (r"/api/failures\.json", FailuresHandler, args),
         (r"/api/manifest\.json", ManifestHandler, args),
         (r"/api/notebook\.ipynb", NotebookHandler, args),
+        (r"/api/compare/quicklook\.json", CompareQuickLookHandler, args),
+        (r"/api/compare/metric/(.+)\.json", CompareMetricHandler, args),
+        (r"/api/compare/visits/(.+)\.json", CompareVisitsHandler, args),
     ]

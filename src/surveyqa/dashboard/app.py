@@ -1,6 +1,7 @@
 """Assemble one browser session's page: navigation, error banner, and the view its state asks for.
 
-`DashboardConfig` is what a server knows (the source, where to write notebooks); `session_page`
+`DashboardConfig` is what a server knows (the source, a second run to compare it with, where to
+write notebooks); `session_page`
 makes a fresh `DrillState` per session, syncs it with the URL, and shows the page it asks for.
 Each page (quick look, metric view, failures) is built once per session, the first time it is
 shown; moving around only hides the others and updates the data of the one shown. An error while drawing is shown in a red banner on the page (and logged), never only
@@ -21,11 +22,12 @@ import panel as pn
 from surveyqa.errors import SurveyQAError
 
 from . import notebook
+from .compare_view import CompareDrillPanel, CompareQuickLookPanel
 from .drill_view import DrillPanel
 from .failures_view import failures_panel
 from .quicklook_view import QuickLookPanel
 from .source import DataSource
-from .state import URL_KEYS, DrillState
+from .state import COMPARE_VIEWS, URL_KEYS, DrillState
 
 __all__ = ["DashboardConfig", "session_page"]
 
@@ -54,37 +56,73 @@ class DashboardConfig:
     collection: str | None = None
     notebook_dir: Path | None = None
     extra: dict = field(default_factory=dict)
+    compare: DataSource | None = None
+    compare_repo: str | None = None
+    compare_collection: str | None = None
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        """How the compare pages name run A and run B (repository name and collection)."""
+        return (_label(self.repo, self.collection, self.title), _label(self.compare_repo, self.compare_collection, "B"))
+
+    def side(self, side: str) -> tuple[DataSource, str | None, str | None, str]:
+        """The source, repository, collection and title of run ``a`` (this server's) or ``b`` (compared)."""
+        if side == "b":
+            if self.compare is None:
+                raise SurveyQAError("this dashboard compares no second run (side=b)",
+                                    "start it with --compare REPO_B, or remove side=b from the address")
+            return self.compare, self.compare_repo, self.compare_collection, f"B: {self.labels[1]}"
+        return self.source, self.repo, self.collection, self.title
+
+
+def _label(repo: str | None, collection: str | None, default: str) -> str:
+    if repo is None:
+        return default
+    return f"{Path(str(repo)).name} · {collection}" if collection else Path(str(repo)).name
 
 
 def _nav(config: DashboardConfig, state: DrillState) -> pn.Row:
-    home = pn.widgets.Button(label="quick look", button_type="primary", css_classes=["sq-nav-home"])
-    home.on_click(lambda e: state.go(view="quicklook"))
-    try:
-        n_failed = len(config.source.failures())
-    except SurveyQAError as exc:
-        log.warning("cannot read failures: %s", exc)
-        n_failed = 0
-    fails = pn.widgets.Button(label=f"failures ({n_failed})", button_type="danger" if n_failed else "light",
-                              css_classes=["sq-nav-failures"])
-    fails.on_click(lambda e: state.go(view="failures"))
-    return pn.Row(home, fails)
+    buttons = []
+    if config.compare is not None:
+        both = pn.widgets.Button(label="compare A and B", button_type="primary", css_classes=["sq-nav-compare"])
+        both.on_click(lambda e: state.go(view="compare", side="a"))
+        quick_b = pn.widgets.Button(label="quick look B", button_type="default", css_classes=["sq-nav-home-b"])
+        quick_b.on_click(lambda e: state.go(view="quicklook", side="b"))
+        buttons = [both, quick_b]
+    home = pn.widgets.Button(label="quick look A" if buttons else "quick look", button_type="default" if buttons
+                             else "primary", css_classes=["sq-nav-home"])
+    home.on_click(lambda e: state.go(view="quicklook", side="a"))
+    failures = []
+    for side in ("a", "b") if config.compare is not None else ("a",):
+        try:
+            n_failed = len(config.side(side)[0].failures())
+        except SurveyQAError as exc:
+            log.warning("cannot read failures: %s", exc)
+            n_failed = 0
+        name = f"failures {side.upper()}" if config.compare is not None else "failures"
+        button = pn.widgets.Button(label=f"{name} ({n_failed})", button_type="danger" if n_failed else "light",
+                                   css_classes=[f"sq-nav-failures{'' if side == 'a' else '-b'}"])
+        button.on_click(lambda e, side=side: state.go(view="failures", side=side))
+        failures.append(button)
+    return pn.Row(*buttons[:1], home, *buttons[1:], *failures)
 
 
 class _Jupyter:
     """The "open in Jupyter" button: download the notebook of the current place; its path on the server is shown."""
 
-    def __init__(self, config: DashboardConfig, state: DrillState):
+    def __init__(self, config: DashboardConfig, state: DrillState, side: str = "a"):
         self.state = state
-        if config.repo is None or config.collection is None:
+        _, repo, collection, _ = config.side(side)
+        if repo is None or collection is None:
             self.button = None
             self.panel = pn.Column(pn.pane.HTML("<small>(no repository: no notebook)</small>"))
             return
         where = pn.pane.HTML("", css_classes=["sq-notebook-path"])
 
         def build() -> io.BytesIO:
-            query = state.query()
+            query = {k: v for k, v in state.query().items() if k != "side"}
             directory = config.notebook_dir or Path.cwd()
-            path = notebook.write_notebook(config.repo, config.collection, query, directory)
+            path = notebook.write_notebook(repo, collection, query, directory)
             where.object = f"<small>notebook written to <code class='sq-notebook'>{html.escape(str(path))}</code></small>"
             return io.BytesIO(path.read_bytes())
 
@@ -106,20 +144,42 @@ class _Session:
         self.error = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["sq-error"],
                                    sizing_mode="stretch_width")
         self.body = pn.Column(sizing_mode="stretch_width")
-        self.pages: dict[str, object] = {}
-        self.jupyter: _Jupyter | None = None
+        self.pages: dict[tuple[str, str], object] = {}
+        self.jupyter: dict[str, _Jupyter] = {}
 
-    def _page(self, kind: str):
-        if kind not in self.pages:
+    def _page(self, kind: str, side: str = "a"):
+        """The session's page of that kind for run A or B, built the first time it is shown."""
+        if kind.startswith("compare"):
+            side = "a"
+        if (kind, side) not in self.pages:
             config, state = self.config, self.state
-            if kind == "quicklook":
-                self.pages[kind] = QuickLookPanel(config.source, state, config.title)
+            source, _, _, title = config.side(side)
+            if kind == "compare":
+                page = CompareQuickLookPanel(config.source, config.compare, state, config.labels)
+            elif kind == "compare_drill":
+                page = CompareDrillPanel(config.source, config.compare, state, config.labels)
+            elif kind == "quicklook":
+                page = QuickLookPanel(source, state, title)
             elif kind == "failures":
-                self.pages[kind] = _Static(failures_panel(config.source))
+                page = _Static(failures_panel(source))
             else:
-                self.jupyter = _Jupyter(config, state)
-                self.pages[kind] = DrillPanel(config.source, state, extras=[self.jupyter.panel])
-        return self.pages[kind]
+                self.jupyter[side] = _Jupyter(config, state, side)
+                page = DrillPanel(source, state, extras=[self.jupyter[side].panel])
+            self.pages[(kind, side)] = page
+        return self.pages[(kind, side)]
+
+    def _kind(self) -> str:
+        state = self.state
+        if state.view in COMPARE_VIEWS:
+            if self.config.compare is None:
+                raise SurveyQAError("this dashboard compares no second run",
+                                    "start it with --compare REPO_B (and --compare-collection C) to compare two")
+            return "compare" if state.view == "compare" or state.metric is None else "compare_drill"
+        if state.view == "failures":
+            return "failures"
+        if state.view == "quicklook" or state.metric is None:
+            return "quicklook"
+        return "drill"
 
     def _show(self, shown) -> None:
         """Put the page shown alone in the body (a hidden page would still be laid out at every step)."""
@@ -131,13 +191,10 @@ class _Session:
         state = self.state
         try:
             with pn.io.hold():
-                if state.view == "quicklook" or state.metric is None and state.view != "failures":
-                    page = self._page("quicklook")
-                elif state.view == "failures":
-                    page = self._page("failures")
-                else:
-                    page = self._page("drill")
-                    self.jupyter.update()
+                kind = self._kind()
+                page = self._page(kind, state.side)
+                if kind == "drill":
+                    self.jupyter[state.side].update()
                 started = time.perf_counter()
                 page.update()
                 self.error.visible = False
@@ -173,6 +230,8 @@ def session_page(config: DashboardConfig) -> pn.viewable.Viewable:
     state = DrillState()
     if pn.state.location is not None:
         pn.state.location.sync(state, URL_KEYS)
+    if config.compare is not None and "view" not in (pn.state.session_args or {}):
+        state.view = "compare"  # a server comparing two runs opens on the comparison
     session = _Session(config, state)
     state.param.watch(session.render, list(URL_KEYS))
     session.render()

@@ -14,23 +14,34 @@ __all__ = ["dashboard"]
 @click.option("--address", default="127.0.0.1", show_default=True,
               help="Interface to listen on; the default serves this machine only.")
 @click.option("--show/--no-show", default=False, help="Open the page in the default web browser.")
+@click.option("--compare", "compare", default=None, metavar="REPO_B",
+              help="A second QA repository (B) to compare with REPO (A); the page opens on what changed.")
+@click.option("--compare-collection", default=None,
+              help="B's collection (default: --collection); with the same REPO, compares two collections.")
 @click.option("--notebook-dir", type=click.Path(file_okay=False), default=None,
               help="Where 'open in Jupyter' writes notebooks (default: a temporary folder).")
-def dashboard(repo: str, collection: str, port: int, address: str, show: bool, notebook_dir: str | None) -> None:
+def dashboard(repo: str, collection: str, port: int, address: str, show: bool, compare: str | None,
+              compare_collection: str | None, notebook_dir: str | None) -> None:
     """Serve the drill-down dashboard of REPO: quick look, metric view, tract -> patch -> object,
     visit -> detector, failed quanta, and 'open in Jupyter'.
+
+    With --compare REPO_B, two runs side by side: every metric's values in A and B, regressions
+    first, and B - A on the sky down to patches and detectors.
 
     Every page has a JSON twin under /api/ (e.g. /api/quicklook.json). Stop with Ctrl-C.
 
     \b
-    Example:
+    Examples:
         surveyqa dashboard demo-repo --collection u/qa/run1 --port 5006
+        surveyqa dashboard repo --collection qa/v1 --compare repo --compare-collection qa/v2
     """
     from pathlib import Path
 
     from .server import serve
 
     server, url = serve(repo, collection, port=port, show=show, address=address,
-                        notebook_dir=Path(notebook_dir) if notebook_dir else None)
-    click.echo(f"dashboard of {repo} ({collection}) at {url}  (Ctrl-C stops it)")
+                        notebook_dir=Path(notebook_dir) if notebook_dir else None, compare=compare,
+                        compare_collection=compare_collection)
+    against = f" compared with {compare} ({compare_collection or collection})" if compare else ""
+    click.echo(f"dashboard of {repo} ({collection}){against} at {url}  (Ctrl-C stops it)")
     server.wait()

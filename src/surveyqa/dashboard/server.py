@@ -68,7 +68,8 @@ def _free_port(address: str) -> int:
 
 def serve_source(source: DataSource, port: int = 0, show: bool = False, *, address: str = "127.0.0.1",
                  title: str = "surveyqa", repo: str | None = None, collection: str | None = None,
-                 notebook_dir: Path | None = None) -> tuple[DashboardServer, str]:
+                 notebook_dir: Path | None = None, compare: DataSource | None = None,
+                 compare_repo: str | None = None, compare_collection: str | None = None) -> tuple[DashboardServer, str]:
     """Serve the dashboard for any `DataSource`; returns once the server is listening.
 
     Parameters
@@ -85,11 +86,18 @@ def serve_source(source: DataSource, port: int = 0, show: bool = False, *, addre
         Recorded in "open in Jupyter" notebooks.
     notebook_dir : Path, optional
         Where notebooks are written; a new temporary folder if omitted.
+    compare : DataSource, optional
+        A second run (B) to compare with ``source`` (A): the compare pages open first.
+    compare_repo, compare_collection : str, optional
+        Where the second run came from (its notebooks and labels).
     """
     port = port or _free_port(address)
     cached = source if isinstance(source, CachedSource) else CachedSource(source)
+    if compare is not None and not isinstance(compare, CachedSource):
+        compare = CachedSource(compare)
     config = DashboardConfig(source=cached, title=title, repo=repo, collection=collection,
-                             notebook_dir=notebook_dir or Path(tempfile.mkdtemp(prefix="surveyqa-notebooks-")))
+                             notebook_dir=notebook_dir or Path(tempfile.mkdtemp(prefix="surveyqa-notebooks-")),
+                             compare=compare, compare_repo=compare_repo, compare_collection=compare_collection)
     ready = threading.Event()
     holder: dict = {}
 
@@ -123,7 +131,8 @@ def serve_source(source: DataSource, port: int = 0, show: bool = False, *, addre
 
 
 def serve(repo: str, collection: str, port: int = 0, show: bool = False, *, address: str = "127.0.0.1",
-          notebook_dir: Path | None = None) -> tuple[DashboardServer, str]:
+          notebook_dir: Path | None = None, compare: str | None = None,
+          compare_collection: str | None = None) -> tuple[DashboardServer, str]:
     """Serve the drill-down dashboard of a QA repository.
 
     Parameters
@@ -136,6 +145,10 @@ def serve(repo: str, collection: str, port: int = 0, show: bool = False, *, addr
         TCP port; 0 picks a free one.
     show : bool
         Open the page in the default web browser.
+    compare : str, optional
+        A second repository (B) to compare with this one (A); may be the same path.
+    compare_collection : str, optional
+        B's collection (default: ``collection``). Comparing a run with itself is refused.
 
     Returns
     -------
@@ -144,6 +157,18 @@ def serve(repo: str, collection: str, port: int = 0, show: bool = False, *, addr
     url : str
         The quick-look page.
     """
+    if compare is None and compare_collection is not None:
+        raise SurveyQAError("--compare-collection needs --compare REPO_B",
+                            "give the second repository (it may be the same path as the first)")
     source = open_repository(str(repo), collection)
+    other = None
+    if compare is not None:
+        compare_collection = compare_collection or collection
+        if Path(str(compare)).resolve() == Path(str(repo)).resolve() and compare_collection == collection:
+            raise SurveyQAError(f"comparing {repo} ({collection}) with itself",
+                                "give --compare another repository or --compare-collection another collection")
+        other = open_repository(str(compare), compare_collection)
     return serve_source(source, port, show, address=address, title=f"{Path(str(repo)).name} · {collection}",
-                        repo=str(repo), collection=collection, notebook_dir=notebook_dir)
+                        repo=str(repo), collection=collection, notebook_dir=notebook_dir, compare=other,
+                        compare_repo=str(compare) if compare is not None else None,
+                        compare_collection=compare_collection)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import param
 
-__all__ = ["DrillState", "URL_KEYS", "VIEWS"]
+__all__ = ["DrillState", "URL_KEYS", "VIEWS", "COMPARE_VIEWS", "SIDES"]
 
-VIEWS = ["quicklook", "metric", "visits", "failures"]
+VIEWS = ["quicklook", "metric", "visits", "failures", "compare", "compare_metric", "compare_visits"]
+#: Views of a server that compares two runs (`surveyqa dashboard A --compare B`).
+COMPARE_VIEWS = {"compare", "compare_metric", "compare_visits"}
+#: Which run a single-run page shows when two are compared: A (the reference) or B.
+SIDES = ["a", "b"]
 #: State parameter -> URL query key.
 URL_KEYS = {k: k for k in ("view", "metric", "band", "tract", "patch", "visit", "detector",
-                           "sky_metric", "sky_band", "show_visits")}
+                           "sky_metric", "sky_band", "show_visits", "side")}
 
 
 class DrillState(param.Parameterized):
@@ -30,6 +34,7 @@ class DrillState(param.Parameterized):
     sky_metric = param.String(default=None, allow_None=True)
     sky_band = param.String(default=None, allow_None=True)
     show_visits = param.Boolean(default=False)
+    side = param.Selector(default="a", objects=SIDES)
 
     def go(self, **changes) -> None:
         """Move to another place: unspecified drill keys are cleared, in one redraw."""
@@ -40,4 +45,5 @@ class DrillState(param.Parameterized):
     def query(self) -> dict:
         """The state as a URL query (None values left out)."""
         return {k: getattr(self, k) for k in URL_KEYS
-                if getattr(self, k) not in (None, False) and not (k == "view" and self.view == "quicklook")}
+                if getattr(self, k) not in (None, False) and not (k == "view" and self.view == "quicklook")
+                and not (k == "side" and self.side == "a")}
