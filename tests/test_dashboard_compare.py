@@ -122,8 +122,9 @@ def test_compare_routes_answer_404_without_a_second_run(demo_repo):
     (["--compare-collection", "qa/other"], "--compare-collection needs --compare"),
     (["--compare", "{repo}"], "with itself"),
     (["--compare", "{repo}", "--compare-collection", "qa/nothing-here"], "qa/nothing-here"),
+    (["--cache-mb", "-1"], "--cache-mb"),
 ])
-def test_dashboard_cli_refuses_a_bad_comparison(demo_repo, args, message):
+def test_dashboard_cli_refuses_a_bad_comparison_or_cache_size(demo_repo, args, message):
     repo, collection = demo_repo
     args = [a.format(repo=repo) for a in args]
     surveyqa = Path(sys.executable).parent / "surveyqa"

@@ -18,10 +18,13 @@ __all__ = ["dashboard"]
               help="A second QA repository (B) to compare with REPO (A); the page opens on what changed.")
 @click.option("--compare-collection", default=None,
               help="B's collection (default: --collection); with the same REPO, compares two collections.")
+@click.option("--cache-mb", type=click.IntRange(min=0), default=2048, show_default=True,
+              help="Memory (MiB) the server may keep read tables and computed views in, per repository; "
+                   "least recently used go first. 0 keeps nothing.")
 @click.option("--notebook-dir", type=click.Path(file_okay=False), default=None,
               help="Where 'open in Jupyter' writes notebooks (default: a temporary folder).")
 def dashboard(repo: str, collection: str, port: int, address: str, show: bool, compare: str | None,
-              compare_collection: str | None, notebook_dir: str | None) -> None:
+              compare_collection: str | None, cache_mb: int, notebook_dir: str | None) -> None:
     """Serve the drill-down dashboard of REPO: quick look, metric view, tract -> patch -> object,
     visit -> detector, failed quanta, and 'open in Jupyter'.
 
@@ -41,7 +44,7 @@ def dashboard(repo: str, collection: str, port: int, address: str, show: bool, c
 
     server, url = serve(repo, collection, port=port, show=show, address=address,
                         notebook_dir=Path(notebook_dir) if notebook_dir else None, compare=compare,
-                        compare_collection=compare_collection)
+                        compare_collection=compare_collection, cache_bytes=cache_mb * 2**20)
     against = f" compared with {compare} ({compare_collection or collection})" if compare else ""
     click.echo(f"dashboard of {repo} ({collection}){against} at {url}  (Ctrl-C stops it)")
     server.wait()

@@ -69,7 +69,8 @@ def _free_port(address: str) -> int:
 def serve_source(source: DataSource, port: int = 0, show: bool = False, *, address: str = "127.0.0.1",
                  title: str = "surveyqa", repo: str | None = None, collection: str | None = None,
                  notebook_dir: Path | None = None, compare: DataSource | None = None,
-                 compare_repo: str | None = None, compare_collection: str | None = None) -> tuple[DashboardServer, str]:
+                 compare_repo: str | None = None, compare_collection: str | None = None,
+                 cache_bytes: int = 2 * 1024**3) -> tuple[DashboardServer, str]:
     """Serve the dashboard for any `DataSource`; returns once the server is listening.
 
     Parameters
@@ -90,11 +91,14 @@ def serve_source(source: DataSource, port: int = 0, show: bool = False, *, addre
         A second run (B) to compare with ``source`` (A): the compare pages open first.
     compare_repo, compare_collection : str, optional
         Where the second run came from (its notebooks and labels).
+    cache_bytes : int
+        Memory the server may keep read tables and computed views in, per run (least recently
+        used out first).
     """
     port = port or _free_port(address)
-    cached = source if isinstance(source, CachedSource) else CachedSource(source)
+    cached = source if isinstance(source, CachedSource) else CachedSource(source, max_bytes=cache_bytes)
     if compare is not None and not isinstance(compare, CachedSource):
-        compare = CachedSource(compare)
+        compare = CachedSource(compare, max_bytes=cache_bytes)
     config = DashboardConfig(source=cached, title=title, repo=repo, collection=collection,
                              notebook_dir=notebook_dir or Path(tempfile.mkdtemp(prefix="surveyqa-notebooks-")),
                              compare=compare, compare_repo=compare_repo, compare_collection=compare_collection)
@@ -132,7 +136,7 @@ def serve_source(source: DataSource, port: int = 0, show: bool = False, *, addre
 
 def serve(repo: str, collection: str, port: int = 0, show: bool = False, *, address: str = "127.0.0.1",
           notebook_dir: Path | None = None, compare: str | None = None,
-          compare_collection: str | None = None) -> tuple[DashboardServer, str]:
+          compare_collection: str | None = None, cache_bytes: int = 2 * 1024**3) -> tuple[DashboardServer, str]:
     """Serve the drill-down dashboard of a QA repository.
 
     Parameters
@@ -149,6 +153,8 @@ def serve(repo: str, collection: str, port: int = 0, show: bool = False, *, addr
         A second repository (B) to compare with this one (A); may be the same path.
     compare_collection : str, optional
         B's collection (default: ``collection``). Comparing a run with itself is refused.
+    cache_bytes : int
+        Memory for read tables and computed views, per run (default 2 GiB).
 
     Returns
     -------
@@ -171,4 +177,4 @@ def serve(repo: str, collection: str, port: int = 0, show: bool = False, *, addr
     return serve_source(source, port, show, address=address, title=f"{Path(str(repo)).name} · {collection}",
                         repo=str(repo), collection=collection, notebook_dir=notebook_dir, compare=other,
                         compare_repo=str(compare) if compare is not None else None,
-                        compare_collection=compare_collection)
+                        compare_collection=compare_collection, cache_bytes=cache_bytes)
