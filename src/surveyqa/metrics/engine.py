@@ -246,7 +246,9 @@ def measure(metric: Metric, table: object, group_by: Sequence[str] = (),
     if not group_by and n_rows == 0:
         codes = np.zeros(0, dtype=np.int64)
     sel_rows = _SelectedRows(computed, usable, n_rows)
-    agg, n = metric.aggregation(value[usable], codes[usable], n_groups, sel_rows)
+    sel_value = value[usable]
+    sel_codes = codes[usable] if group_by else np.zeros(len(sel_value), dtype=np.int64)
+    agg, n = metric.aggregation(sel_value, sel_codes, n_groups, sel_rows)
     notes: list[str | None] = [None] * n_groups
     computed_note = computed.pop("_note", None)
     for g in np.flatnonzero(n < metric.min_n):  # loop over (few) failing groups, not rows
