@@ -4,10 +4,13 @@
 A matched catalog comes sorted by object: each object is a segment of consecutive rows. The
 numpy version of the per-object statistics makes every column contiguous, materializes each
 derived per-row column (magnitude, S/N) and runs a few reductions, each a pass over 10^7 rows
-in fresh memory. Here one pass per object reads the Arrow chunks where they lie (zero-copy),
-derives the per-row values into a small buffer and computes the count, mean, sample std and a
-percentile of the finite values, with the same formulas as `surveyqa.metrics.actions.groups`.
-The callers split the objects among threads (`surveyqa.metrics.actions.segments`).
+in fresh memory. Here the rows are taken in batches of whole objects (a few thousand rows) read
+from the Arrow chunks where they lie (zero-copy); a batch's per-row values (the magnitude of a
+flux, a S/N) go to a small buffer that stays in cache, and each object's count, mean, sample std
+and percentile of its finite values follow, with the formulas of
+`surveyqa.metrics.actions.groups`. Magnitudes use numpy's own float64 log10 loop (its SIMD
+code, called without the GIL), so they are the numpy code's magnitudes bit for bit. The callers
+split the objects among threads (`surveyqa.metrics.actions.segments`).
 """
 
 from libc.math cimport NAN, floor, isfinite, log10, sqrt
@@ -33,6 +36,52 @@ DEF S_PCT = 8
 
 DEF MAX_STREAMS = 8
 DEF INSERTION_MAX = 32
+#: rows per batch of whole objects (a batch's per-row values stay in the L1/L2 cache).
+DEF BATCH_ROWS = 4096
+
+ctypedef void (*loop_fn)(char**, cnp.npy_intp*, cnp.npy_intp*, void*) noexcept nogil
+
+#: numpy's float64 -> float64 log10 inner loop (the CPU-dispatched one numpy itself runs).
+cdef loop_fn _LOG10_LOOP = NULL
+cdef void* _LOG10_DATA = NULL
+
+
+cdef void _find_log10_loop():
+    global _LOG10_LOOP, _LOG10_DATA
+    cdef cnp.ufunc uf = np.log10
+    cdef int i
+    if uf.nin != 1 or uf.nout != 1 or uf.functions == NULL:
+        return
+    for i in range(uf.ntypes):
+        if uf.types[2 * i] == cnp.NPY_DOUBLE and uf.types[2 * i + 1] == cnp.NPY_DOUBLE:
+            _LOG10_LOOP = <loop_fn> uf.functions[i]
+            _LOG10_DATA = uf.data[i] if uf.data != NULL else NULL
+            return
+
+
+_find_log10_loop()
+
+
+def numpy_log10_loop() -> bool:
+    """True when magnitudes use numpy's log10 loop (else the C library's log10: same to 1 ulp)."""
+    return _LOG10_LOOP != NULL
+
+
+cdef inline void _log10(const double* x, double* out, Py_ssize_t n) noexcept nogil:
+    cdef char* args[2]
+    cdef cnp.npy_intp dims[1]
+    cdef cnp.npy_intp steps[2]
+    cdef Py_ssize_t i
+    if _LOG10_LOOP != NULL:
+        args[0] = <char*> x
+        args[1] = <char*> out
+        dims[0] = n
+        steps[0] = sizeof(double)
+        steps[1] = sizeof(double)
+        _LOG10_LOOP(args, dims, steps, _LOG10_DATA)
+    else:
+        for i in range(n):
+            out[i] = log10(x[i])
 
 
 cdef struct Chunked:
@@ -105,7 +154,7 @@ cdef inline void _sort(double* v, Py_ssize_t m) noexcept nogil:
 cdef inline void _moments(Stream* st, Py_ssize_t g, const double* v, Py_ssize_t n, bint compact,
                           double* out) noexcept nogil:
     """Count, mean and sample std of the finite values of v[0:n]; with ``compact`` the finite
-    values are also copied, in order, to out[0:count] (for the percentile)."""
+    values are also copied, in order, to out[0:count] and their percentile taken there."""
     cdef Py_ssize_t i, m = 0
     cdef double x, total = 0.0, mean, dev
     for i in range(n):
@@ -125,16 +174,11 @@ cdef inline void _moments(Stream* st, Py_ssize_t g, const double* v, Py_ssize_t 
             st.std[g] = NAN
         else:
             total = 0.0
-            if compact:  # the finite values are out[0:m] (v may be out, compacted in place)
-                for i in range(m):
-                    dev = out[i] - mean
+            for i in range(n):
+                x = v[i]
+                if isfinite(x):
+                    dev = x - mean
                     total = total + dev * dev
-            else:
-                for i in range(n):
-                    x = v[i]
-                    if isfinite(x):
-                        dev = x - mean
-                        total = total + dev * dev
             st.std[g] = sqrt(total / (m - 1))
     if st.stats & S_PCT:
         _percentile(st, g, out, m)
@@ -155,76 +199,88 @@ cdef inline void _percentile(Stream* st, Py_ssize_t g, double* v, Py_ssize_t m) 
     st.pct[g] = v[lo_r] + (v[hi_r] - v[lo_r]) * frac
 
 
+cdef inline const double* _values(Stream* st, int64_t s, int64_t e, Py_ssize_t* cur_a, Py_ssize_t* cur_b,
+                                  double* out, double* tmp_a, double* tmp_b) noexcept nogil:
+    """Per-row values of a stream for rows [s, e): into the column (zero-copy) or ``out``."""
+    cdef Py_ssize_t i, n = e - s
+    cdef const double* pa = _rows(&st.a, s, e, cur_a, tmp_a)
+    cdef const double* pb
+    cdef double x
+    if st.op == OP_IDENT:
+        return pa
+    if st.op == OP_LOGMAG:  # numpy's mag = log10(flux); mag *= a; mag += b, rounded alike
+        _log10(pa, out, n)
+        for i in range(n):
+            x = out[i] * st.sa
+            out[i] = x + st.sb
+        return out
+    pb = _rows(&st.b, s, e, cur_b, tmp_b)
+    for i in range(n):
+        out[i] = pa[i] / pb[i]
+    return out
+
+
 cdef int _stats_range(Stream* streams, int n_streams, const int64_t* starts, Py_ssize_t n_groups,
                       Py_ssize_t lo, Py_ssize_t hi, int64_t n_rows) noexcept nogil:
-    """Statistics of objects lo..hi-1 (rows starts[g] .. starts[g+1]-1) for every stream.
-    Returns -1 when out of memory."""
-    cdef Py_ssize_t g, i, s_i, cap = 0
+    """Statistics of objects lo..hi-1 (rows starts[g] .. starts[g+1]-1) for every stream, in
+    batches of whole objects of about BATCH_ROWS rows. Returns -1 when out of memory."""
+    cdef Py_ssize_t g, g0, g1, i, m, cap = 0
     cdef Py_ssize_t cur_a[MAX_STREAMS]
     cdef Py_ssize_t cur_b[MAX_STREAMS]
     cdef int si
-    cdef int64_t s, e, n
-    cdef const double* pa
-    cdef const double* pb
-    cdef double x
+    cdef int64_t s, e, bs, be
+    cdef const double* v
     cdef double* vals = NULL
+    cdef double* work = NULL
     cdef double* tmp_a = NULL
     cdef double* tmp_b = NULL
-    cdef double* grown
     cdef Stream* st
     for si in range(n_streams):
         cur_a[si] = 0
         cur_b[si] = 0
-    for g in range(lo, hi):
-        s = starts[g]
-        e = starts[g + 1] if g + 1 < n_groups else n_rows
-        n = e - s
-        if n > cap:  # buffers for the largest object so far
-            cap = n if n > 2 * cap else 2 * cap
+    g0 = lo
+    while g0 < hi:
+        # the batch: objects g0..g1-1, at least one, about BATCH_ROWS rows
+        bs = starts[g0]
+        g1 = g0 + 1
+        be = starts[g1] if g1 < n_groups else n_rows
+        while g1 < hi and (starts[g1 + 1] if g1 + 1 < n_groups else n_rows) - bs <= BATCH_ROWS:
+            g1 += 1
+            be = starts[g1] if g1 < n_groups else n_rows
+        if be - bs > cap:  # buffers for the largest batch so far
+            cap = be - bs if be - bs > BATCH_ROWS else BATCH_ROWS
             free(vals)
+            free(work)
             free(tmp_a)
             free(tmp_b)
             vals = <double*> malloc(cap * sizeof(double))
+            work = <double*> malloc(cap * sizeof(double))
             tmp_a = <double*> malloc(cap * sizeof(double))
             tmp_b = <double*> malloc(cap * sizeof(double))
-            if vals == NULL or tmp_a == NULL or tmp_b == NULL:
+            if vals == NULL or work == NULL or tmp_a == NULL or tmp_b == NULL:
                 free(vals)
+                free(work)
                 free(tmp_a)
                 free(tmp_b)
                 return -1
         for si in range(n_streams):
             st = &streams[si]
-            pa = _rows(&st.a, s, e, &cur_a[si], tmp_a)
-            if st.op == OP_IDENT:
+            v = _values(st, bs, be, &cur_a[si], &cur_b[si], vals, tmp_a, tmp_b)
+            for g in range(g0, g1):
+                s = starts[g]
+                e = starts[g + 1] if g + 1 < n_groups else n_rows
                 if st.stats & (S_COUNT | S_MEAN | S_STD):
-                    _moments(st, g, pa, n, (st.stats & S_PCT) != 0, vals)
+                    _moments(st, g, v + (s - bs), e - s, (st.stats & S_PCT) != 0, work)
                 else:
-                    i = 0
-                    for s_i in range(n):
-                        if isfinite(pa[s_i]):
-                            vals[i] = pa[s_i]
-                            i += 1
-                    _percentile(st, g, vals, i)
-                continue
-            if st.op == OP_LOGMAG:
-                for i in range(n):
-                    x = log10(pa[i])
-                    x = x * st.sa
-                    vals[i] = x + st.sb
-            else:
-                pb = _rows(&st.b, s, e, &cur_b[si], tmp_b)
-                for i in range(n):
-                    vals[i] = pa[i] / pb[i]
-            if st.stats & (S_COUNT | S_MEAN | S_STD):
-                _moments(st, g, vals, n, True, vals)
-            else:
-                i = 0
-                for s_i in range(n):
-                    if isfinite(vals[s_i]):
-                        vals[i] = vals[s_i]
-                        i += 1
-                _percentile(st, g, vals, i)
+                    m = 0
+                    for i in range(s - bs, e - bs):
+                        if isfinite(v[i]):
+                            work[m] = v[i]
+                            m += 1
+                    _percentile(st, g, work, m)
+        g0 = g1
     free(vals)
+    free(work)
     free(tmp_a)
     free(tmp_b)
     return 0
