@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import datetime
 import logging
+import pickle
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -202,60 +206,63 @@ def make_survey(repo: str, config: SimConfig | None = None, collection: str = "s
     reach = fp.half_width * 1.5
     failing = []
     ccd: dict[str, list] = {}
-    star_sources: dict[int, list[Table]] = {b.tract: [] for b in tract_boxes(config)}
-    boxes = tract_boxes(config)
-    n_sources = 0
-    t_gen = t_put = 0.0
-    for i, v in enumerate(visits):
-        t = time.perf_counter()
-        zp_error = bad_zp.get("offset", 0.0) if bad_zp.get("visit") == v.id else 0.0
-        sources, match = observe_visit(v, truth, config, bad_det, zp_error)
-        for key, values in ccd_visit_rows(v, config, zp_error).items():
-            ccd.setdefault(key, []).extend(values)
-        lo, hi = np.searchsorted(ref_ra_deg, [v.ra - reach, v.ra + reach])
-        for k in range(config.n_detectors):
-            region = polygon(*fp.detector_corners(k, v.ra, v.dec, v.rotation))
-            if not np.any(region.contains(ref_ra[lo:hi], ref_dec[lo:hi])):
-                failing.append([v.id, k])
-        _keep_star_sources(sources, match, truth, boxes, star_sources)
-        t_gen += time.perf_counter() - t
-        t = time.perf_counter()
-        data_id = {"instrument": INSTRUMENT, "visit": v.id}
-        butler.put(sources, "sourceTable_visit", data_id, run=collection)
-        butler.put(match, "simTruthSource_visit", data_id, run=collection)
-        t_put += time.perf_counter() - t
-        n_sources += len(sources)
-        if (i + 1) % max(1, len(visits) // 10) == 0 or i + 1 == len(visits):
-            say(f"visit {i + 1}/{len(visits)}: {n_sources} sources so far")
-    timings["sources_generate"] = t_gen
-    timings["sources_write"] = t_put
+    star_sources = _StarSources(Path(repo))
+    try:
+        boxes = tract_boxes(config)
+        n_sources = 0
+        t_gen = t_put = 0.0
+        for i, v in enumerate(visits):
+            t = time.perf_counter()
+            zp_error = bad_zp.get("offset", 0.0) if bad_zp.get("visit") == v.id else 0.0
+            sources, match = observe_visit(v, truth, config, bad_det, zp_error)
+            for key, values in ccd_visit_rows(v, config, zp_error).items():
+                ccd.setdefault(key, []).extend(values)
+            lo, hi = np.searchsorted(ref_ra_deg, [v.ra - reach, v.ra + reach])
+            for k in range(config.n_detectors):
+                region = polygon(*fp.detector_corners(k, v.ra, v.dec, v.rotation))
+                if not np.any(region.contains(ref_ra[lo:hi], ref_dec[lo:hi])):
+                    failing.append([v.id, k])
+            _keep_star_sources(sources, match, truth, boxes, star_sources)
+            t_gen += time.perf_counter() - t
+            t = time.perf_counter()
+            data_id = {"instrument": INSTRUMENT, "visit": v.id}
+            butler.put(sources, "sourceTable_visit", data_id, run=collection)
+            butler.put(match, "simTruthSource_visit", data_id, run=collection)
+            t_put += time.perf_counter() - t
+            n_sources += len(sources)
+            if (i + 1) % max(1, len(visits) // 10) == 0 or i + 1 == len(visits):
+                say(f"visit {i + 1}/{len(visits)}: {n_sources} sources so far")
+        timings["sources_generate"] = t_gen
+        timings["sources_write"] = t_put
 
-    t = time.perf_counter()
-    ccd_table = Table(ccd)
-    for name, unit in CCD_UNITS.items():
-        ccd_table[name].unit = unit
-    butler.put(ccd_table, "ccdVisitTable", {"instrument": INSTRUMENT}, run=collection)
-    butler.put(_visit_table(visits), "visitTable", {"instrument": INSTRUMENT}, run=collection)
-    n_objects = 0
-    for box in boxes:
-        tract_visits = [v for v in visits if v.tract == box.tract]
-        empty = defects.get("empty_region")
-        empty_box = (empty["ra_min"], empty["ra_max"], empty["dec_min"], empty["dec_max"]) \
-            if empty and empty["tract"] == box.tract else None
-        nan_band = defects.get("nan_flux_column", {}).get("band")
-        objects, index = object_table(box, truth, tract_visits, config, empty_box, nan_band)
-        butler.put(objects, "objectTable_tract", {"skymap": SKYMAP, "tract": box.tract}, run=collection)
-        butler.put(truth_table(box, truth, config, index, np.asarray(objects["objectId"])), "simTruthObject_tract",
-                   {"skymap": SKYMAP, "tract": box.tract}, run=collection)
-        parts = star_sources[box.tract]
-        if parts:
-            cat, assoc = isolated_stars(box, vstack(parts, metadata_conflicts="silent"))
-            iso_id = {"instrument": INSTRUMENT, "skymap": SKYMAP, "tract": box.tract}
-            butler.put(cat, "isolated_star_presources", iso_id, run=collection)
-            butler.put(assoc, "isolated_star_presource_associations", iso_id, run=collection)
-        n_objects += len(objects)
-        say(f"tract {box.tract}: {len(objects)} objects")
-    timings["tracts"] = time.perf_counter() - t
+        t = time.perf_counter()
+        ccd_table = Table(ccd)
+        for name, unit in CCD_UNITS.items():
+            ccd_table[name].unit = unit
+        butler.put(ccd_table, "ccdVisitTable", {"instrument": INSTRUMENT}, run=collection)
+        butler.put(_visit_table(visits), "visitTable", {"instrument": INSTRUMENT}, run=collection)
+        n_objects = 0
+        for box in boxes:
+            tract_visits = [v for v in visits if v.tract == box.tract]
+            empty = defects.get("empty_region")
+            empty_box = (empty["ra_min"], empty["ra_max"], empty["dec_min"], empty["dec_max"]) \
+                if empty and empty["tract"] == box.tract else None
+            nan_band = defects.get("nan_flux_column", {}).get("band")
+            objects, index = object_table(box, truth, tract_visits, config, empty_box, nan_band)
+            butler.put(objects, "objectTable_tract", {"skymap": SKYMAP, "tract": box.tract}, run=collection)
+            butler.put(truth_table(box, truth, config, index, np.asarray(objects["objectId"])), "simTruthObject_tract",
+                       {"skymap": SKYMAP, "tract": box.tract}, run=collection)
+            parts = star_sources.pop(box.tract)
+            if parts:
+                cat, assoc = isolated_stars(box, vstack(parts, metadata_conflicts="silent"))
+                iso_id = {"instrument": INSTRUMENT, "skymap": SKYMAP, "tract": box.tract}
+                butler.put(cat, "isolated_star_presources", iso_id, run=collection)
+                butler.put(assoc, "isolated_star_presource_associations", iso_id, run=collection)
+            n_objects += len(objects)
+            say(f"tract {box.tract}: {len(objects)} objects")
+        timings["tracts"] = time.perf_counter() - t
+    finally:
+        star_sources.close()
 
     if "outside_refcat" in defects:
         defects["outside_refcat"]["failing"] = failing
@@ -276,7 +283,44 @@ def make_survey(repo: str, config: SimConfig | None = None, collection: str = "s
     return SimResult(str(repo), collection, len(visits), n_sources, n_objects, manifest, timings)
 
 
-def _keep_star_sources(sources: Table, match: Table, truth, boxes, store: dict) -> None:
+class _StarSources:
+    """The star sources kept per tract until the tract's association, spilled to disk.
+
+    About 9 MB per visit at 500,000 objects per square degree: 11 GB for the 1,200 visits of
+    100 tracts, more than the truth catalogue itself, so each part goes to a pickle file per
+    tract (in a temporary folder beside the repository) and is read back once, when its tract
+    is made.
+    """
+
+    def __init__(self, beside: Path):
+        beside.parent.mkdir(parents=True, exist_ok=True)
+        self._dir = Path(tempfile.mkdtemp(prefix=".surveyqa-stars-", dir=beside.parent))
+        self._files: dict[int, Path] = {}
+
+    def append(self, tract: int, part: Table) -> None:
+        path = self._files.setdefault(tract, self._dir / f"{tract}.pickle")
+        with open(path, "ab") as f:
+            pickle.dump(part, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def pop(self, tract: int) -> list[Table]:
+        path = self._files.pop(tract, None)
+        parts: list[Table] = []
+        if path is None:
+            return parts
+        with open(path, "rb") as f:
+            while True:
+                try:
+                    parts.append(pickle.load(f))
+                except EOFError:
+                    break
+        path.unlink()
+        return parts
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _keep_star_sources(sources: Table, match: Table, truth, boxes, store: _StarSources) -> None:
     """Keep the bright, unflagged sources of true stars for the tract's isolated-star association."""
     tid = np.asarray(match["truthId"]) - 1  # truthId is index + 1
     snr = np.asarray(sources["psfFlux"]) / np.asarray(sources["psfFluxErr"])
@@ -296,7 +340,7 @@ def _keep_star_sources(sources: Table, match: Table, truth, boxes, store: dict) 
         if inside.any():
             part = sources[cols][inside]
             part["truthId"] = match["truthId"][inside]
-            store[box.tract].append(part)
+            store.append(box.tract, part)
 
 
 def _visit_table(visits: list[Visit]) -> Table:
