@@ -13,7 +13,10 @@ file, each in its own subprocess so that its peak memory (ru_maxrss) is its own:
   vs two pandas merges over all sources).
 
 Each side reads the columns it uses: ours asks the engine (`input_columns`) and reads string
-columns as Arrow dictionaries; pandas reads with ``pd.read_parquet(path, columns=...)``.
+columns as Arrow dictionaries; pandas reads with ``pd.read_parquet(path, columns=...)``. Ours
+computes the per-object statistics with the compiled kernel (`surveyqa.metrics.actions.segments`,
+one thread per core; ``SURVEYQA_THREADS=1`` or ``SURVEYQA_NO_KERNEL=1`` in the environment
+measure one thread or the numpy code); the line "reads: ..." says which ran.
 
 Usage::
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -55,7 +59,10 @@ def _ours(metric: str, path: str) -> dict:
     table = pq.read_table(path, columns=columns, read_dictionary=strings, memory_map=True)
     t1, c1 = time.perf_counter(), time.process_time()
     value = measure(m, table).values["value"][0].as_py()
-    return _timings(t0, c0, t1, c1) | {"value": value, "columns": columns}
+    from surveyqa.metrics.actions import segments
+
+    how = f"compiled kernel, {segments.n_threads()} threads" if segments.available() else "numpy code (no kernel)"
+    return _timings(t0, c0, t1, c1) | {"value": value, "columns": columns, "how": how}
 
 
 def _timings(t0: float, c0: float, t1: float, c1: float) -> dict:
@@ -163,8 +170,8 @@ def main() -> None:
             print(f"generating {n_obj * args.visits:,} rows ({n_obj:,} objects x {args.visits} visits, 3 deg field)"
                   " ...", flush=True)
             pq.write_table(matched_catalog(n_objects=n_obj, n_visits=args.visits, field_deg=3.0, seed=0), path)
-        print(f"{pq.ParquetFile(path).metadata.num_rows:,} rows in {path}; load average "
-              f"{' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}", flush=True)
+        print(f"{pq.ParquetFile(path).metadata.num_rows:,} rows in {path}; {os.cpu_count()} cores, load average "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         for rep in range(args.repeat):
             for metric in ("PA1", "AM1"):
                 for which in ("ours", "pandas"):
@@ -184,7 +191,8 @@ def main() -> None:
         print(f"{metric:6} {which:8} {r['read_s']:7.2f} {r['compute_s']:10.2f} {r['total_s']:8.2f} {r['read_cpu_s']:10.2f}"
               f" {r['compute_cpu_s']:13.2f} {r['peak_rss_mb']:12.0f} {r['value']:.13g}")
     for (metric, which), rs in runs.items():
-        print(f"  {metric} {which} reads: {', '.join(rs[0]['columns'])}")
+        how = f" ({rs[0]['how']})" if "how" in rs[0] else ""
+        print(f"  {metric} {which} reads: {', '.join(rs[0]['columns'])}{how}")
     for metric in ("PA1", "AM1"):
         o, p = summary[(metric, "ours")], summary[(metric, "pandas")]
         agree = "identical" if o["value"] == p["value"] else f"agree to {abs(o['value'] / p['value'] - 1):.1e} (relative)"
@@ -192,7 +200,7 @@ def main() -> None:
               f" read {p['read_s'] / o['read_s']:.1f}x, end-to-end {p['total_s'] / o['total_s']:.1f}x;"
               f" peak RSS {o['peak_rss_mb']:.0f} vs {p['peak_rss_mb']:.0f} MB; values {agree}"
               f" (peer: pandas {__import__('pandas').__version__} group-by)")
-    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}")
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

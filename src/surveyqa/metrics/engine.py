@@ -147,11 +147,16 @@ def _key_array(frame: Frame, key: str) -> np.ndarray:
     raise frame.missing(key)
 
 
-def _arrow_column(arr: np.ndarray) -> pa.Array:
+def _arrow_column(arr: np.ndarray, dictionary: bool = False) -> pa.Array:
+    """An Arrow column; a categorical (band) as strings, or as a dictionary array with ``dictionary``
+    (per-row tables: 10^6 objects of one band are 10^6 one-byte codes, not 10^6 strings)."""
     if isinstance(arr, pd.Categorical):
         codes = np.asarray(arr.codes)
-        dictionary = pa.array(np.asarray(arr.categories).tolist())
-        return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), dictionary).cast(dictionary.type)
+        labels = pa.array(np.asarray(arr.categories).tolist())
+        missing = codes < 0
+        indices = pa.array(codes, mask=missing) if missing.any() else pa.array(codes)
+        column = pa.DictionaryArray.from_arrays(indices, labels)
+        return column if dictionary else column.cast(labels.type)
     arr = np.asarray(arr)
     if arr.dtype == object:
         return pa.array(arr.tolist())
@@ -274,7 +279,8 @@ def measure(metric: Metric, table: object, group_by: Sequence[str] = (),
     }
     for k, uniq in zip(group_by, uniques):
         values[k] = _arrow_column(uniq)
-    per_row = {k: _arrow_column(v) for k, v in computed.items() if np.ndim(v) == 1 and len(v) == n_rows}
+    per_row = {k: _arrow_column(v, dictionary=True) for k, v in computed.items()
+               if np.ndim(v) == 1 and len(v) == n_rows}
     per_row["selected"] = pa.array(selected)
     value_field = pa.field("value", pa.float64(), metadata={"unit": unit})
     per_row_table = pa.table(per_row)

@@ -32,9 +32,9 @@ __all__ = ["take", "object_codes", "object_grouping", "object_rows", "object_sta
 
 
 def take(arr, index: np.ndarray) -> np.ndarray:
-    """``arr[index]`` as a numpy array, without materialising a whole categorical column first."""
+    """``arr[index]``: a numpy array, or a categorical (band) kept categorical (no string per row)."""
     if isinstance(arr, pd.Categorical):
-        return np.asarray(arr[index])
+        return arr[index]
     return np.asarray(arr)[index]
 
 
