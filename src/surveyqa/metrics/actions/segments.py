@@ -66,23 +66,26 @@ def segment_starts(key_chunks: list[np.ndarray], n_rows: int, threads: int | Non
                    ) -> tuple[np.ndarray, np.ndarray] | None:
     """First row and key of each run of equal keys of an int64 column given as chunks.
 
-    Returns None when the keys are not sorted (then a run is not an object: use the code path).
+    One pass over the keys: each thread scans a block of rows and writes the runs that start in
+    it at the block's own offset of buffers as long as the column (memory that is not written is
+    never touched), then the blocks are moved together. Returns None when the keys are not
+    sorted (then a run is not an object: use the code path).
     """
     threads = min(threads or n_threads(), max(1, n_rows // MIN_ROWS_PER_THREAD))
     cuts = [n_rows * t // threads for t in range(threads + 1)]
     ranges = list(zip(cuts[:-1], cuts[1:]))
-    counts = _run(_segments.key_changes, [(key_chunks, r0, r1) for r0, r1 in ranges])
+    rows = np.empty(n_rows, dtype=np.int64)
+    keys = np.empty(n_rows, dtype=np.int64)
+    counts = _run(_segments.key_changes, [(key_chunks, r0, r1, rows[r0:r1], keys[r0:r1]) for r0, r1 in ranges])
     if any(c < 0 for c in counts):
         return None
-    # a run that continues from one block into the next is counted in the block it starts in
-    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    rows = np.empty(int(offsets[-1]), dtype=np.int64)
-    keys = np.empty(int(offsets[-1]), dtype=np.int64)
-    _run(_segments.key_changes, [(key_chunks, r0, r1, rows[o:o + c], keys[o:o + c])
-                                 for (r0, r1), o, c in zip(ranges, offsets, counts)])
-    if len(rows) > 1 and bool(np.any(keys[1:] < keys[:-1])):  # a decrease across two blocks
-        return None
-    return rows, keys
+    n = 0
+    for (r0, _), c in zip(ranges, counts):  # a run that goes on into the next block is counted where it starts
+        if r0 != n:
+            rows[n:n + c] = rows[r0:r0 + c]
+            keys[n:n + c] = keys[r0:r0 + c]
+        n += c
+    return rows[:n], keys[:n]
 
 
 @dataclass
