@@ -85,7 +85,7 @@ def _nav(config: DashboardConfig, state: DrillState) -> pn.Row:
     buttons = []
     if config.compare is not None:
         both = pn.widgets.Button(label="compare A and B", button_type="primary", css_classes=["sq-nav-compare"])
-        both.on_click(lambda e: state.go(view="compare", side="a"))
+        both.on_click(lambda e: state.go(view="compare", metric=None, band=None, side="a"))
         quick_b = pn.widgets.Button(label="quick look B", button_type="default", css_classes=["sq-nav-home-b"])
         quick_b.on_click(lambda e: state.go(view="quicklook", side="b"))
         buttons = [both, quick_b]

@@ -188,8 +188,10 @@ class CompareDrillPanel:
         try:
             labels = [c["label"] for c in view.breadcrumbs]
             self.crumbs.param.update(options=labels, value=labels[-1])
-            self.band.param.update(options={bd: bd for bd in view.bands}, value=view.band,
-                                   visible=len(view.bands) > 1)
+            options = {bd: bd for bd in view.bands}
+            if view.mode == "visit":  # visit mode may show every band at once
+                options = {"all bands": "", **options}
+            self.band.param.update(options=options, value=view.band or "", visible=len(view.bands) > 1)
         finally:
             self._syncing = False
         self.describe.object = self._describe(view, unit)
