@@ -185,6 +185,14 @@ def _set_table(table: pn.widgets.Tabulator, frame: pd.DataFrame) -> None:
         table.value = frame
 
 
+def _set_visible(pane, fig, visible: bool) -> None:
+    """Show or hide a Bokeh pane and its figure, touching neither if nothing changes (each change lays out the page)."""
+    if pane.visible != visible:
+        pane.visible = visible
+    if fig.visible != visible:
+        fig.visible = visible
+
+
 class DrillPanel:
     """The metric view of one session: widgets and figures built once, their data replaced per step.
 
@@ -220,13 +228,13 @@ class DrillPanel:
         self.sky_pane = pn.pane.Bokeh(self.sky.fig, sizing_mode="stretch_width", min_height=420)
         self.series = plots.SeriesPlot("series")
         self.series.fig.title.text = "against its number: outliers as red crosses"
+        self.series.fig.visible = False
         self.series_pane = pn.pane.Bokeh(self.series.fig, sizing_mode="stretch_width", visible=False)
         self.toggle = pn.widgets.Checkbox(label="show visits overlapping this tract", disabled=True)
         self.toggle.param.watch(lambda e: self._syncing or state.param.update(show_visits=e.new), "value")
         self.overlay_note = pn.pane.HTML("")
-        self.overlay_table = _table("sq-overlapping-visits", 200)
-        self.overlay_table.on_click(self._pick_visit)
-        self.overlay = pn.Column(self.overlay_note, self.overlay_table, sizing_mode="stretch_width", visible=False)
+        self.overlay_table: pn.widgets.Tabulator | None = None  # made when first shown: one table less per page
+        self.overlay = pn.Column(self.overlay_note, sizing_mode="stretch_width", visible=False)
         self.children_title = pn.pane.HTML("")
         self.children_table = _table("sq-children", 300, pd.DataFrame(
             {**{k: pd.Series(dtype="int64") for k in KEYS}, "value": pd.Series(dtype=float),
@@ -324,9 +332,10 @@ class DrillPanel:
         show_visits = view.level == "tract" and state.show_visits
         polygons = children["polygons"] if children is not None else None
         self.children_row.visible = children is not None
-        self.sky_pane.visible = polygons is not None
+        # the figure too: a Bokeh pane built hidden still shows its figure (Panel 1.9)
+        _set_visible(self.sky_pane, self.sky.fig, polygons is not None)
         self.overlay.visible = show_visits and polygons is not None
-        self.series_pane.visible = view.mode == "visit" and children is not None
+        _set_visible(self.series_pane, self.series.fig, view.mode == "visit" and children is not None)
         self.describe.object = _describe(view)
         self._draw_children(view, children, selected, unit, tags)
         self._draw_rows(view, payload["rows"], children, unit, tags)
@@ -348,6 +357,10 @@ class DrillPanel:
             if show_visits:
                 self._visits = overlapping_visits(self.source, view.selection["tract"])
                 outlines = plots.outline_data(self._visits, "visit", polygons["reference"])
+                if self.overlay_table is None:
+                    self.overlay_table = _table("sq-overlapping-visits", 200)
+                    self.overlay_table.on_click(self._pick_visit)
+                    self.overlay.append(self.overlay_table)
                 self.overlay_table.value = self._visits[[c for c in ("visit", "band") if c in self._visits]]
                 self.overlay_note.object = (
                     f"<p>{len(self._visits)} visits overlap tract {view.selection['tract']}; click one to open it in "
