@@ -35,7 +35,8 @@ def _source(tables) -> TableSource:
 
 def test_size_is_the_frames_deep_memory(tables):
     frame = tables[1]
-    assert size_of(frame) == frame.memory_usage(deep=True).sum()
+    exact = frame.memory_usage(deep=True).sum()
+    assert abs(size_of(frame) - exact) <= 0.02 * exact  # strings weighed from a sample of rows
     # strings are counted: the band column weighs far more than its 8-byte pointers
     assert size_of(frame) > frame.memory_usage(deep=False).sum() + 40 * len(frame)
     # a value holding the same frame twice counts it once

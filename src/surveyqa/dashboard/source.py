@@ -276,17 +276,18 @@ _SAMPLE = 1000
 def size_of(value: Any, _seen: set | None = None) -> int:
     """Approximate bytes held by a cached value: frames, arrays, and containers or dataclasses of them.
 
-    A DataFrame counts its columns and index as ``memory_usage(deep=True)`` does (strings in full,
-    a list in a cell by its shell only: polygons of a few vertices are a small part); an object met twice inside one value counts once; a long list is weighed from its first
+    A DataFrame counts its columns and index as ``memory_usage(deep=True)`` does (the objects of an
+    object column weighed from a sample of its rows; a list in a cell by its shell only: polygons
+    of a few vertices are a small part); an object met twice inside one value counts once; a long list is weighed from its first
     `_SAMPLE` items. Other objects count their shallow size.
     """
     seen = set() if _seen is None else _seen
     if id(value) in seen:
         return 0
     seen.add(id(value))
-    if isinstance(value, pd.DataFrame):
-        return int(value.memory_usage(deep=True, index=True).sum())
-    if isinstance(value, (pd.Series, pd.Index)):
+    if isinstance(value, (pd.DataFrame, pd.Series)):
+        return int(np.sum(value.memory_usage(deep=False, index=True))) + _objects_size(value)
+    if isinstance(value, pd.Index):
         return int(value.memory_usage(deep=True))
     if isinstance(value, np.ndarray):
         return int(value.nbytes) + (_items_size(value.ravel().tolist(), seen) if value.dtype == object else 0)
@@ -297,6 +298,22 @@ def size_of(value: Any, _seen: set | None = None) -> int:
     if hasattr(value, "__dict__") and not isinstance(value, type):
         return sys.getsizeof(value) + size_of(vars(value), seen)
     return sys.getsizeof(value)
+
+
+def _objects_size(frame: pd.DataFrame | pd.Series) -> int:
+    """Bytes of the Python objects (strings, lists) of a frame's object columns beyond their pointers.
+
+    Weighed from `_SAMPLE` evenly spaced rows: a deep count of every string of the 130,000 metric
+    values of 100 tracts took 0.9 s, more than computing the quick look itself.
+    """
+    objects = frame.select_dtypes(include=object) if isinstance(frame, pd.DataFrame) else (
+        frame if frame.dtype == object else None)
+    if objects is None or not objects.size:
+        return 0
+    n = len(objects)
+    sample = objects.iloc[:: n // _SAMPLE] if n > 2 * _SAMPLE else objects
+    deep = np.sum(sample.memory_usage(deep=True, index=False)) - np.sum(sample.memory_usage(deep=False, index=False))
+    return int(deep) * n // max(1, len(sample))
 
 
 def _items_size(items: list | tuple, seen: set) -> int:
