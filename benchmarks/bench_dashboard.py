@@ -23,6 +23,7 @@ import time
 
 from surveyqa.butler import QARepository
 from surveyqa.dashboard import browser, model, serve
+from surveyqa.dashboard.source import CachedSource
 
 log = logging.getLogger("bench_dashboard")
 
@@ -88,21 +89,40 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    qa = QARepository(args.repo, args.collection)
-    tracts = qa.tracts()
-    visits = qa.visits()
-    n_sources = qa.truth()["n_sources"] if qa.truth() else None
+    # What a server computes once (cold): the models of the pages the sessions below open, through the
+    # same cache as the server's (timed here, so that what grows with the repository shows).
+    timed: dict[str, float] = {}
+
+    def clock(name: str, compute):
+        t = time.perf_counter()
+        out = compute()
+        timed[name] = time.perf_counter() - t
+        return out
+
+    qa = clock("open the repository", lambda: QARepository(args.repo, args.collection))
+    cached = CachedSource(qa)
+    clock("quick look (every metric value read once)", lambda: model.quicklook(cached))
+    series = clock("visit series (the metric of every visit)", lambda: model.visit_view(cached, args.visit_metric))
+    tracts, visits = cached.tracts(), cached.visits()
     tract = int(tracts["tract"].iloc[0])
+    tract_view = clock(f"tract {tract} (its per-object values)",
+                       lambda: model.metric_view(cached, args.metric, args.band, tract))
     # the last of the first few rows of the tables (outliers first), so that the row is on screen
-    in_table = model.visit_view(qa, args.visit_metric).children.sort_values(["outlier", "visit"], ascending=[False, True])
+    in_table = series.children.sort_values(["outlier", "visit"], ascending=[False, True])
     visit = int(in_table["visit"].iloc[min(5, len(in_table) - 1)])
-    in_table = model.visit_view(qa, args.visit_metric, visit=visit).children.sort_values(
-        ["outlier", "detector"], ascending=[False, True])
+    visit_view = clock(f"visit {visit} (its per-source values)",
+                       lambda: model.visit_view(cached, args.visit_metric, visit=visit))
+    in_table = visit_view.children.sort_values(["outlier", "detector"], ascending=[False, True])
     detector = int(in_table["detector"].iloc[min(4, len(in_table) - 1)])
-    n_objects = len(qa.object_values(tract))
-    print(f"repository: {len(tracts)} tracts, {len(visits)} visits, {n_sources} sources, "
-          f"{len(qa.metric_values())} metric values; tract {tract}: {n_objects} per-object rows; "
-          f"visit {visit}: {len(qa.source_values(visit))} per-source rows")
+    truth = qa.truth()
+    print(f"repository: {len(tracts)} tracts, {len(visits)} visits, {truth['n_sources'] if truth else None} sources, "
+          f"{len(cached.metric_values())} metric values; tract {tract}: {len(tract_view.rows)} per-object rows "
+          f"({args.band}); visit {visit}: {len(visit_view.rows)} per-source rows")
+    print("server-side models, computed once per server (cold, seconds):")
+    for name, seconds in timed.items():
+        print(f"  {name}: {seconds:.2f}")
+    print(f"  cache held after them: {cached.nbytes / 2**20:.0f} MB in {len(cached)} entries")
+    del cached
 
     server, url = serve(args.repo, args.collection)
     try:

@@ -226,10 +226,9 @@ class DrillPanel:
         self.sky.fig.title.text = "on the sky: click one to open it"
         self.sky.on_pick(self._pick_polygon)
         self.sky_pane = pn.pane.Bokeh(self.sky.fig, sizing_mode="stretch_width", min_height=420)
-        self.series = plots.SeriesPlot("series")
-        self.series.fig.title.text = "against its number: outliers as red crosses"
-        self.series.fig.visible = False
-        self.series_pane = pn.pane.Bokeh(self.series.fig, sizing_mode="stretch_width", visible=False)
+        # made on the first visit-mode view (`_series`): a coadd session never shows it
+        self.series: plots.SeriesPlot | None = None
+        self.series_pane: pn.pane.Bokeh | None = None
         self.toggle = pn.widgets.Checkbox(label="show visits overlapping this tract", disabled=True)
         self.toggle.param.watch(lambda e: self._syncing or state.param.update(show_visits=e.new), "value")
         self.overlay_note = pn.pane.HTML("")
@@ -241,9 +240,9 @@ class DrillPanel:
              "unit": pd.Series(dtype=object), "n": pd.Series(dtype=float), "status": pd.Series(dtype=object),
              "outlier": pd.Series(dtype=bool)}))
         self.children_table.on_click(self._pick_row)
+        self.plots_column = pn.Column(self.sky_pane, self.toggle, self.overlay, sizing_mode="stretch_width")
         self.children_row = pn.Row(
-            pn.Column(self.series_pane, self.sky_pane, self.toggle, self.overlay, sizing_mode="stretch_width"),
-            pn.Column(self.children_title, self.children_table, width=420), sizing_mode="stretch_width")
+            self.plots_column, pn.Column(self.children_title, self.children_table, width=420), sizing_mode="stretch_width")
 
         self.rows_title = pn.pane.HTML("")
         self.scatter = plots.PointsPlot("scatter", "magnitude (AB mag)", "value", density=True)
@@ -262,6 +261,15 @@ class DrillPanel:
         self._view: model.DrillView | None = None
         self._children: dict | None = None
         self._visits: pd.DataFrame | None = None
+
+    def _series(self) -> tuple[pn.pane.Bokeh, plots.SeriesPlot]:
+        """The metric-against-number figure, made (above the sky plot) the first time visit mode needs it."""
+        if self.series is None:
+            self.series = plots.SeriesPlot("series")
+            self.series.fig.title.text = "against its number: outliers as red crosses"
+            self.series_pane = pn.pane.Bokeh(self.series.fig, sizing_mode="stretch_width")
+            self.plots_column.insert(0, self.series_pane)
+        return self.series_pane, self.series
 
     # -- clicks ------------------------------------------------------------------------------
     def _go_crumb(self, event) -> None:
@@ -335,7 +343,10 @@ class DrillPanel:
         # the figure too: a Bokeh pane built hidden still shows its figure (Panel 1.9)
         _set_visible(self.sky_pane, self.sky.fig, polygons is not None)
         self.overlay.visible = show_visits and polygons is not None
-        _set_visible(self.series_pane, self.series.fig, view.mode == "visit" and children is not None)
+        show_series = view.mode == "visit" and children is not None
+        if show_series or self.series is not None:
+            pane, series = self._series()
+            _set_visible(pane, series.fig, show_series)
         self.describe.object = _describe(view)
         self._draw_children(view, children, selected, unit, tags)
         self._draw_rows(view, payload["rows"], children, unit, tags)
@@ -369,7 +380,7 @@ class DrillPanel:
             index = [int(i) for i in np.flatnonzero(polygons["shown"] == selected)] if selected is not None else []
             self.sky.update(polygons["data"], key, unit, sky_tags, None, outlines=outlines, selected=index)
         if view.mode == "visit":
-            self.series.update(children["frame"], key, unit, tags)
+            self._series()[1].update(children["frame"], key, unit, tags)
 
     def _draw_rows(self, view: model.DrillView, rows: dict | None, children: dict | None, unit: str,
                    tags: list[str]) -> None:
