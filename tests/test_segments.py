@@ -181,3 +181,53 @@ def test_flagged_sources_several_bands_unsorted_rows_and_int32_ids(catalog, monk
             ref = measure(get_metric("PA1"), table)
         assert fused.values["value"][0].as_py() == pytest.approx(ref.values["value"][0].as_py(), rel=1e-12)
         assert fused.per_row.num_rows == ref.per_row.num_rows
+
+
+@pytest.fixture(scope="module")
+def parquet_catalog(catalog, tmp_path_factory) -> tuple[pa.Table, str]:
+    """The catalog as Parquet in row groups of 1000 rows: objects of 6 sources span two of them."""
+    import pyarrow.parquet as pq
+
+    path = str(tmp_path_factory.mktemp("pq") / "matched.parquet")
+    pq.write_table(catalog, path, row_group_size=1000)
+    return catalog, path
+
+
+def _parquet(path):
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path, read_dictionary=["band"])
+
+
+@pytest.mark.parametrize("name", ["PA1", "AM1", "PA2", "TE1"])
+def test_a_parquet_file_streamed_by_row_groups_gives_the_tables_values(parquet_catalog, name):
+    table, path = parquet_catalog
+    ref = measure(get_metric(name), table)
+    res = measure(get_metric(name), _parquet(path))
+    assert res.values["value"][0].as_py() == pytest.approx(ref.values["value"][0].as_py(), rel=1e-12)
+    assert res.values["n"].to_pylist() == ref.values["n"].to_pylist()
+    assert res.per_row.num_rows == ref.per_row.num_rows
+    for col in ref.per_row.column_names:
+        a, b = res.per_row[col].to_numpy(zero_copy_only=False), ref.per_row[col].to_numpy(zero_copy_only=False)
+        if a.dtype.kind == "f":
+            np.testing.assert_allclose(a, b, rtol=1e-12, equal_nan=True, err_msg=col)
+        else:
+            assert np.array_equal(a, b), col
+
+
+def test_parquet_files_the_stream_cannot_take_fall_back(catalog, tmp_path, monkeypatch):
+    """Several bands, unsorted ids, flagged sources: the same values as from the table."""
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(9)
+    two_bands = pa.concat_tables([catalog, catalog.set_column(
+        catalog.schema.get_field_index("band"), "band", pa.array(["i"] * catalog.num_rows))])
+    shuffled = catalog.take(rng.permutation(catalog.num_rows))
+    flagged = catalog.append_column("psfFlux_flag", pa.array(rng.random(catalog.num_rows) < 0.1))
+    for i, table in enumerate((two_bands, shuffled, flagged)):
+        path = str(tmp_path / f"t{i}.parquet")
+        pq.write_table(table, path, row_group_size=2500)
+        ref = measure(get_metric("PA1"), table)
+        res = measure(get_metric("PA1"), _parquet(path))
+        assert res.values["value"][0].as_py() == pytest.approx(ref.values["value"][0].as_py(), rel=1e-12)
+        assert res.per_row.num_rows == ref.per_row.num_rows

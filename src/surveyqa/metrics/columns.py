@@ -291,42 +291,46 @@ class Frame:
             return True
         return spec.unit == u.mag and have in (u.ABmag, u.mag, u.dimensionless_unscaled)
 
+    def column_name(self, logical: str) -> str | None:
+        """The Arrow column a logical column is read from as is (not converted yet, no unit
+        conversion, not several flag columns), or None (then use `get`)."""
+        name = self._arrow_column(logical)
+        return name if name is not None and self._canonical(name, logical) else None
+
     def chunks(self, logical: str) -> list[np.ndarray] | None:
         """A logical column of an Arrow table as its float64 chunks, zero-copy where they are float64.
 
-        None when the column is not an Arrow column read as is (converted already, derived, in
-        another unit, several flag columns): then use `get`. For the compiled per-object kernel,
-        which reads the chunks where they lie instead of a contiguous copy of the column.
+        None when the column is not an Arrow column read as is (see `column_name`): then use
+        `get`. For the compiled per-object kernel, which reads the chunks where they lie instead
+        of a contiguous copy of the column.
         """
-        name = self._arrow_column(logical)
-        if name is None or not self._canonical(name, logical):
-            return None
-        return self.raw.float_chunks(name)
+        name = self.column_name(logical)
+        return None if name is None else self.raw.float_chunks(name)
 
     def key_chunks(self, logical: str) -> list[np.ndarray] | None:
         """An integer logical column of an Arrow table (an object id) as int64 chunks, or None."""
         name = self._arrow_column(logical)
         return None if name is None else self.raw.int_chunks(name)
 
-    def row_formula(self, logical: str) -> tuple[str, list[list[np.ndarray]]] | None:
-        """How a float logical column's values come from Arrow chunks, without materializing it.
+    def row_formula(self, logical: str) -> tuple[str, list[str]] | None:
+        """How a float logical column's values come from Arrow columns, without materializing it.
 
-        ``("column", [chunks])`` for a column read as is; ``("mag", [flux chunks])`` for a
-        magnitude derived from a flux in nJy (`_derive_mag`); ``("ratio", [flux, flux_err chunks])``
-        for a S/N derived from flux and error (`_derive_snr`); None otherwise (use `get`).
+        ``("column", [name])`` for a column read as is; ``("mag", [flux])`` for a magnitude
+        derived from a flux in nJy (`_derive_mag`); ``("ratio", [flux, flux_err])`` for a S/N
+        derived from flux and error (`_derive_snr`); None otherwise (use `get`).
         """
         if logical in self._cache:
             return None
-        direct = self.chunks(logical)
+        direct = self.column_name(logical)
         if direct is not None:
             return "column", [direct]
         if self._actual(logical) is not None or self.column_map.actual_names(logical) is not None:
             return None
         if logical == "mag" and self.can_resolve("flux"):
-            flux = self.chunks("flux")
+            flux = self.column_name("flux")
             return ("mag", [flux]) if flux is not None else None
         if logical == "snr" and self.can_resolve("flux") and self.can_resolve("flux_err"):
-            flux, err = self.chunks("flux"), self.chunks("flux_err")
+            flux, err = self.column_name("flux"), self.column_name("flux_err")
             return ("ratio", [flux, err]) if flux is not None and err is not None else None
         return None
 
@@ -453,7 +457,7 @@ class _ArrowColumns(Mapping):
             raise KeyError(name)
         import pyarrow as pa
 
-        col = self._table.column(name)
+        col = self._column(name)
         typ = col.type
         if pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_dictionary(typ):
             arr = _categorical(col)
@@ -469,7 +473,7 @@ class _ArrowColumns(Mapping):
         nulls become NaN as in `__getitem__`), or None for a non-numeric column."""
         import pyarrow as pa
 
-        col = self._table.column(name)
+        col = self._column(name)
         if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
             return None
         if name in self._cache:
@@ -486,12 +490,16 @@ class _ArrowColumns(Mapping):
         """An integer column without nulls as int64 chunks (zero-copy for int64), else None."""
         import pyarrow as pa
 
-        col = self._table.column(name)
+        col = self._column(name)
         if not pa.types.is_integer(col.type) or col.null_count or pa.types.is_uint64(col.type):
             return None
         if name in self._cache:
             return [np.asarray(self._cache[name], dtype=np.int64)]
         return [c.to_numpy() if pa.types.is_int64(c.type) else c.to_numpy().astype(np.int64) for c in col.chunks]
+
+    def _column(self, name: str):
+        """The Arrow column (chunked array) of a table column."""
+        return self._table.column(name)
 
     def converted(self, name: str) -> bool:
         """True once a column was converted to numpy."""
@@ -499,7 +507,9 @@ class _ArrowColumns(Mapping):
 
     def take(self, name: str, rows: np.ndarray) -> np.ndarray:
         """A column at some rows, as numpy, without converting the whole column."""
-        sub = _ArrowColumns(self._table.select([name]).take(rows))
+        import pyarrow as pa
+
+        sub = _ArrowColumns(pa.table({name: self._column(name).take(rows)}))
         return sub[name]
 
     def finite(self, name: str) -> np.ndarray:
@@ -507,7 +517,7 @@ class _ArrowColumns(Mapping):
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        col = self._table.column(name)
+        col = self._column(name)
         if not pa.types.is_floating(col.type):
             return np.isfinite(np.asarray(self[name], dtype=float))
         parts = [pc.is_finite(c).fill_null(False).to_numpy(zero_copy_only=False) for c in col.chunks]
@@ -523,6 +533,81 @@ class _ArrowColumns(Mapping):
         return len(self._names)
 
 
+class _ParquetColumns(_ArrowColumns):
+    """The 1-d columns of a Parquet file, each read when a metric first asks for it (and cached).
+
+    A metric then reads only its columns, and a per-object compute step can instead stream the
+    few it needs row group by row group (`batches`), reusing the memory of one row group for the
+    next instead of touching a whole column's worth of fresh memory per column.
+    """
+
+    def __init__(self, parquet_file):
+        import pyarrow as pa
+
+        self._pf = parquet_file
+        schema = parquet_file.schema_arrow
+        self._schema = schema
+        self._names = [f.name for f in schema
+                       if not (pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type)
+                               or pa.types.is_large_list(f.type))]
+        self._columns: dict[str, object] = {}
+        self._cache: dict[str, np.ndarray] = {}
+
+    def _strings(self, names) -> list[str]:
+        import pyarrow as pa
+
+        return [n for n in names if pa.types.is_string(self._schema.field(n).type)
+                or pa.types.is_large_string(self._schema.field(n).type)]
+
+    def _column(self, name: str):
+        if name not in self._columns:
+            self._columns[name] = self._read([name]).column(name)
+        return self._columns[name]
+
+    def _read(self, names: list[str], row_group: int | None = None):
+        """Columns of the whole file or of one row group (strings as dictionaries)."""
+        import pyarrow as pa
+
+        strings = self._strings(names)
+        groups = range(self._pf.num_row_groups) if row_group is None else [row_group]
+        tables = [self._pf.read_row_group(i, columns=names, use_threads=True) for i in groups]
+        table = pa.concat_tables(tables) if tables else self._schema.empty_table().select(names)
+        for n in strings:  # the file was opened without read_dictionary: encode here (one pass, C++)
+            if not pa.types.is_dictionary(table.schema.field(n).type):
+                table = table.set_column(table.schema.get_field_index(n), n, table.column(n).dictionary_encode())
+        return table
+
+    def loaded(self, name: str) -> bool:
+        """True once a whole column was read."""
+        return name in self._columns
+
+    def row_groups(self) -> int:
+        """Row groups of the file."""
+        return self._pf.num_row_groups
+
+    def batches(self, names: list[str]):
+        """The columns ``names``, one row group at a time as an Arrow table; the next row group is
+        read in a background thread while the caller works on this one (the reader releases the GIL)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        n = self._pf.num_row_groups
+        if n == 0:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="surveyqa-parquet") as pool:
+            pending = pool.submit(self._read, names, 0)
+            for i in range(n):
+                table = pending.result()
+                if i + 1 < n:
+                    pending = pool.submit(self._read, names, i + 1)
+                yield table
+
+
+def _is_parquet_file(table: object) -> bool:
+    import pyarrow.parquet as pq
+
+    return isinstance(table, pq.ParquetFile)
+
+
 def _column_arrays(table: object) -> tuple[Mapping[str, np.ndarray], dict[str, u.UnitBase | None]]:
     """Numpy arrays and declared units of the 1-d columns of an Arrow, pandas or astropy table."""
     raw: dict[str, np.ndarray] = {}
@@ -531,9 +616,9 @@ def _column_arrays(table: object) -> tuple[Mapping[str, np.ndarray], dict[str, u
         import pyarrow as pa
     except ImportError:  # pragma: no cover - pyarrow is a dependency
         pa = None
-    if pa is not None and isinstance(table, pa.Table):
-        lazy = _ArrowColumns(table)
-        for fld in table.schema:
+    if pa is not None and (isinstance(table, pa.Table) or _is_parquet_file(table)):
+        lazy = _ArrowColumns(table) if isinstance(table, pa.Table) else _ParquetColumns(table)
+        for fld in (table.schema if isinstance(table, pa.Table) else table.schema_arrow):
             if fld.name in lazy:
                 meta = fld.metadata or {}
                 units[fld.name] = _unit_of(meta.get(b"unit") or meta.get(b"units"))
@@ -578,7 +663,7 @@ def _column_arrays(table: object) -> tuple[Mapping[str, np.ndarray], dict[str, u
         return raw, units
     raise SurveyQAError(
         f"cannot read a table of type {type(table).__name__}",
-        "pass a pyarrow.Table, pandas.DataFrame, astropy Table or a dict of arrays",
+        "pass a pyarrow.Table, pyarrow.parquet.ParquetFile, pandas.DataFrame, astropy Table or a dict of arrays",
     )
 
 
@@ -588,8 +673,10 @@ def to_frame(table: object, columns: str | Mapping[str, str] | ColumnMap | None 
 
     Parameters
     ----------
-    table : pyarrow.Table, pandas.DataFrame, astropy.table.Table or dict
-        The input. Multi-dimensional columns are ignored.
+    table : pyarrow.Table, pyarrow.parquet.ParquetFile, pandas.DataFrame, astropy.table.Table or dict
+        The input. Multi-dimensional columns are ignored. A Parquet file's columns are read when
+        first asked for (open it with ``read_dictionary=[string columns]`` to read labels such
+        as ``band`` as dictionaries).
     columns : str, mapping or ColumnMap, optional
         Logical -> actual column mapping (``"mag=base_PsfFlux_mag,ra=coord_ra"``).
     context : str
@@ -597,5 +684,8 @@ def to_frame(table: object, columns: str | Mapping[str, str] | ColumnMap | None 
     """
     cmap = columns if isinstance(columns, ColumnMap) else parse_column_map(columns)
     raw, units = _column_arrays(table)
-    n_rows = table.num_rows if isinstance(raw, _ArrowColumns) else None
+    if isinstance(raw, _ParquetColumns):
+        n_rows = table.metadata.num_rows
+    else:
+        n_rows = table.num_rows if isinstance(raw, _ArrowColumns) else None
     return Frame(raw, units, cmap, context, n_rows=n_rows)

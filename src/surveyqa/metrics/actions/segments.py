@@ -62,20 +62,20 @@ def _run(fn, jobs: list[tuple]) -> list:
     return list(_POOL.map(lambda job: fn(*job), jobs))
 
 
-def segment_starts(key_chunks: list[np.ndarray], n_rows: int, threads: int | None = None
-                   ) -> tuple[np.ndarray, np.ndarray] | None:
+def segment_starts(key_chunks: list[np.ndarray], n_rows: int, threads: int | None = None,
+                   buffers: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """First row and key of each run of equal keys of an int64 column given as chunks.
 
     One pass over the keys: each thread scans a block of rows and writes the runs that start in
     it at the block's own offset of buffers as long as the column (memory that is not written is
     never touched), then the blocks are moved together. Returns None when the keys are not
-    sorted (then a run is not an object: use the code path).
+    sorted (then a run is not an object: use the code path). ``buffers``: two int64 arrays of at
+    least ``n_rows`` to use instead of new ones (the results are views of them).
     """
     threads = min(threads or n_threads(), max(1, n_rows // MIN_ROWS_PER_THREAD))
     cuts = [n_rows * t // threads for t in range(threads + 1)]
     ranges = list(zip(cuts[:-1], cuts[1:]))
-    rows = np.empty(n_rows, dtype=np.int64)
-    keys = np.empty(n_rows, dtype=np.int64)
+    rows, keys = buffers if buffers is not None else (np.empty(n_rows, dtype=np.int64), np.empty(n_rows, dtype=np.int64))
     counts = _run(_segments.key_changes, [(key_chunks, r0, r1, rows[r0:r1], keys[r0:r1]) for r0, r1 in ranges])
     if any(c < 0 for c in counts):
         return None
@@ -118,24 +118,29 @@ class Stream:
     percentile: float | None = None
 
 
-def segment_stats(starts: np.ndarray, n_rows: int, streams: list[Stream], threads: int | None = None
-                  ) -> list[dict[str, np.ndarray]]:
+def segment_stats(starts: np.ndarray, n_rows: int, streams: list[Stream], threads: int | None = None,
+                  out: list[dict[str, np.ndarray]] | None = None) -> list[dict[str, np.ndarray]]:
     """Per-segment statistics of each stream: a dict with the asked ``count``, ``mean``, ``std``,
-    ``percentile`` arrays (one value per segment; NaN, or count 0, where no value is finite)."""
+    ``percentile`` arrays (one value per segment; NaN, or count 0, where no value is finite).
+    ``out``: such dicts of contiguous arrays of one value per segment to fill instead of new ones."""
     n_groups = len(starts)
     starts = np.ascontiguousarray(starts, dtype=np.int64)
     outs, specs = [], []
-    for s in streams:
-        out = {}
+    for i, s in enumerate(streams):
+        given = out[i] if out is not None else {}
+        res = {}
         if s.count:
-            out["count"] = np.empty(n_groups, dtype=np.int64)
+            res["count"] = given["count"] if "count" in given else np.empty(n_groups, dtype=np.int64)
         for name, want in (("mean", s.mean), ("std", s.std), ("percentile", s.percentile is not None)):
             if want:
-                out[name] = np.empty(n_groups, dtype=np.float64)
-        outs.append(out)
+                res[name] = given[name] if name in given else np.empty(n_groups, dtype=np.float64)
+        for name, arr in res.items():
+            if len(arr) != n_groups or not arr.flags.c_contiguous:
+                raise ValueError(f"output {name!r} must be a contiguous array of {n_groups} values")
+        outs.append(res)
         specs.append((s.op, s.a, s.b, float(s.scale), float(s.offset),
                       float(s.percentile) if s.percentile is not None else 50.0,
-                      out.get("count"), out.get("mean"), out.get("std"), out.get("percentile")))
+                      res.get("count"), res.get("mean"), res.get("std"), res.get("percentile")))
     if n_groups == 0:
         return outs
     threads = min(threads or n_threads(), max(1, n_rows // MIN_ROWS_PER_THREAD))
