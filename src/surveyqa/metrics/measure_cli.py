@@ -35,6 +35,22 @@ def _unpack_flags(table) -> None:
             table[name] = packed[:, i - 1]
 
 
+def _is_parquet(path: str | Path) -> bool:
+    name = Path(path).name.lower()
+    return name.endswith(".parquet") or name.endswith(".parq") or name.endswith(".pq")
+
+
+def _parquet_file(path: str | Path):
+    """The Parquet file for `measure`: it reads only the columns the metric uses (strings as
+    dictionaries), the per-object statistics row group by row group."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    return pq.ParquetFile(path, memory_map=True, read_dictionary=strings)
+
+
 def read_table(path: str | Path):
     """Read a Parquet file (pyarrow.Table) or a FITS table (astropy Table, packed flags expanded).
 
@@ -50,7 +66,7 @@ def read_table(path: str | Path):
     if not path.is_file():
         raise SurveyQAError(f"no such file: {path}", "give the path of a Parquet or FITS table")
     name = path.name.lower()
-    if name.endswith(".parquet") or name.endswith(".parq") or name.endswith(".pq"):
+    if _is_parquet(path):
         import pyarrow.parquet as pq
 
         return pq.read_table(path)
@@ -108,7 +124,10 @@ def measure_file(metric_name: str, path: str | Path, band: str | None = None, co
     from surveyqa.metrics.library import get_metric
 
     metric = get_metric(metric_name)
-    table = read_table(path)
+    if band is None and _is_parquet(path) and Path(path).is_file():
+        table = _parquet_file(path)  # columns read when the metric asks; per-object statistics streamed
+    else:
+        table = read_table(path)
     if band:
         table = _set_band(table, band)
     result = run_measure(metric, table, columns=columns)
