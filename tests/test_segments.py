@@ -231,3 +231,20 @@ def test_parquet_files_the_stream_cannot_take_fall_back(catalog, tmp_path, monke
         res = measure(get_metric("PA1"), _parquet(path))
         assert res.values["value"][0].as_py() == pytest.approx(ref.values["value"][0].as_py(), rel=1e-12)
         assert res.per_row.num_rows == ref.per_row.num_rows
+
+
+def test_a_forked_child_uses_threads_of_its_own(catalog, monkeypatch):
+    """A pipeline that forks after a measurement must not wait on the parent's pool threads."""
+    import multiprocessing
+
+    monkeypatch.setattr(segments, "MIN_ROWS_PER_THREAD", 1)
+    monkeypatch.setenv("SURVEYQA_THREADS", "2")
+    expected = measure(get_metric("PA1"), catalog).values["value"][0].as_py()  # the pool exists now
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_pa1_value, (catalog,)).get(timeout=60)
+    assert got == expected
+
+
+def _pa1_value(table) -> float:
+    segments.MIN_ROWS_PER_THREAD = 1
+    return measure(get_metric("PA1"), table).values["value"][0].as_py()

@@ -34,6 +34,7 @@ IDENT, LOGMAG, RATIO = 0, 1, 2
 MIN_ROWS_PER_THREAD = 100_000
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_PID = 0  # the process the pool's threads belong to (a forked child makes its own)
 
 
 def available() -> bool:
@@ -43,8 +44,8 @@ def available() -> bool:
 
 def n_threads() -> int:
     """Threads to use: ``SURVEYQA_THREADS`` if set, else the cores this process may run on."""
-    env = os.environ.get("SURVEYQA_THREADS")
-    if env:
+    env = os.environ.get("SURVEYQA_THREADS", "").strip()
+    if env.isdigit():
         return max(1, int(env))
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -54,11 +55,12 @@ def n_threads() -> int:
 
 def _run(fn, jobs: list[tuple]) -> list:
     """fn(*job) for each job; in a thread pool when there are several (the kernel releases the GIL)."""
-    global _POOL
+    global _POOL, _POOL_PID
     if len(jobs) == 1:
         return [fn(*jobs[0])]
-    if _POOL is None or _POOL._max_workers < len(jobs):
+    if _POOL is None or _POOL._max_workers < len(jobs) or _POOL_PID != os.getpid():
         _POOL = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="surveyqa-segments")
+        _POOL_PID = os.getpid()
     return list(_POOL.map(lambda job: fn(*job), jobs))
 
 
