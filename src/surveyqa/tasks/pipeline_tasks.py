@@ -77,6 +77,39 @@ class QaDetectorReferenceConfig(pipeBase.PipelineTaskConfig, pipelineConnections
     match_radius = pexConfig.Field[float](doc="Match radius, arcsec.", default=1.0)
 
 
+#: The reference catalog read by this process, sorted by RA: {dataset ID: (table, sorted coord_ra)}.
+_REFCATS: dict = {}
+
+
+def _refcat_near(handle, region):
+    """The reference stars within the RA range of a detector's region (all of them without a region).
+
+    The catalog is one dataset for the whole survey; reading it whole for each of the 10,800
+    detectors of 100 tracts (16 million stars) cost 2-4 s a quantum. It is read once per
+    process, sorted by RA, and each detector takes the slice its region's bounding box spans;
+    the rows inside the region are then the same as in the whole catalog.
+    """
+    import numpy as np
+
+    key = handle.ref.id
+    if key not in _REFCATS:
+        _REFCATS.clear()  # one catalog per run
+        table = handle.get()
+        ra = table.column("coord_ra").to_numpy()
+        order = np.argsort(ra, kind="stable")
+        _REFCATS[key] = (table.take(order), ra[order])
+    table, ra = _REFCATS[key]
+    if region is None:
+        return table
+    box = region.getBoundingBox()
+    lon = box.getLon()
+    if lon.isFull() or lon.wraps():  # across RA 0: the whole catalog (rare; still correct)
+        return table
+    margin = 1e-6  # degrees: rounding of the box's bounds
+    lo, hi = np.searchsorted(ra, [lon.getA().asDegrees() - margin, lon.getB().asDegrees() + margin])
+    return table.slice(lo, hi - lo)
+
+
 class QaDetectorReferenceTask(pipeBase.PipelineTask):
     """Match a detector's sources to the reference catalog; fails when the catalog does not cover it."""
 
@@ -89,8 +122,8 @@ class QaDetectorReferenceTask(pipeBase.PipelineTask):
         handles = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
         sources = handles["sources"].get(parameters={"columns": self.COLUMNS})
-        refcat = handles["refcat"].get()
         region = getattr(data_id, "region", None)
+        refcat = _refcat_near(handles["refcat"], region)
         values = compute.detector_reference_qa(sources, refcat, region, data_id["visit"], data_id["detector"],
                                                _instrument(butlerQC), self.config.match_radius)
         butlerQC.put(pipeBase.Struct(metric_values=values), outputRefs)
