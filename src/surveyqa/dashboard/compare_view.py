@@ -16,7 +16,7 @@ import html
 import numpy as np
 import pandas as pd
 import panel as pn
-from bokeh.models import ColumnDataSource, HoverTool, HTMLTemplateFormatter, NumberFormatter, Slope
+from bokeh.models import ColumnDataSource, HoverTool, HTMLTemplateFormatter, NumberFormatter, Range1d, Slope
 from bokeh.palettes import RdBu11
 from bokeh.plotting import figure
 
@@ -126,8 +126,11 @@ class CompareDrillPanel:
         self.sky.on_pick(self._pick_polygon)
         self.sky_pane = pn.pane.Bokeh(self.sky.fig, sizing_mode="stretch_width", min_height=420)
         self.ab_source = ColumnDataSource({"a": [], "b": [], "id": [], "change": [], "colour": []})
-        self.ab = figure(name="compare_ab", height=380, sizing_mode="stretch_width", tools="pan,wheel_zoom,reset",
-                         title="B against A, one point per child: off the line is a change")
+        # explicit ranges, one for both axes (the line of no change stays the diagonal), set from the data:
+        # data ranges would make the first data add the axes and lay the page out again (`plots.steady`)
+        self.ab = plots.steady(figure(name="compare_ab", height=380, sizing_mode="stretch_width",
+                                      tools="pan,wheel_zoom,reset", x_range=Range1d(0.0, 1.0), y_range=Range1d(0.0, 1.0),
+                                      title="B against A, one point per child: off the line is a change"))
         self.ab.scatter("a", "b", source=self.ab_source, size=8, color="colour", line_color="black")
         self.ab.add_layout(Slope(gradient=1, y_intercept=0, line_color="grey", line_dash="dashed"))
         self.ab_hover = HoverTool(tooltips=[("id", "@id"), ("A", "@a"), ("B", "@b"), ("change", "@change")])
@@ -220,6 +223,12 @@ class CompareDrillPanel:
             "change": children["change"].to_numpy(dtype=str),
             "colour": np.where(children["change"] == "regressed", "#c62828",
                                np.where(children["change"] == "improved", "#2e7d32", "#1f77b4"))}
+        both = np.concatenate([self.ab_source.data["a"], self.ab_source.data["b"]])
+        both = both[np.isfinite(both)]
+        low, high = (float(both.min()), float(both.max())) if len(both) else (0.0, 1.0)
+        pad = 0.05 * (high - low) or max(abs(high), 1.0) * 0.05
+        self.ab.x_range.update(start=low - pad, end=high + pad)
+        self.ab.y_range.update(start=low - pad, end=high + pad)
         self.ab.xaxis.axis_label = f"A: {self.labels[0]} ({unit})" if unit else f"A: {self.labels[0]}"
         self.ab.yaxis.axis_label = f"B: {self.labels[1]} ({unit})" if unit else f"B: {self.labels[1]}"
         self.ab.tags = tags
