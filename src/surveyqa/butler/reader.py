@@ -92,13 +92,32 @@ class QARepository:
         return self._paths[dataset_type]
 
     def _read(self, dataset_type: str, where: Mapping[str, object] | None = None,
-              keep: callable = None, order: Sequence[str] = ()) -> pd.DataFrame:
+              keep: callable = None, order: Sequence[str] = (), uniform: bool = False) -> pd.DataFrame:
+        """Rows of every file of a dataset type, filtered and ordered by DuckDB.
+
+        ``uniform``: the files share one schema (metric values), so DuckDB need not read every
+        file's schema first (`union_by_name`): 2.3 s instead of 3.3 s for the 10,800 per-detector
+        files of 100 tracts. Should a file lack a column after all, the read is done again
+        with the union of the schemas.
+        """
         import duckdb
 
         files = [p for data_id, p in self.datasets(dataset_type) if keep is None or keep(data_id)]
         if not files:
             return pd.DataFrame()
-        sql = "SELECT * FROM read_parquet($files, union_by_name = true)"
+        if uniform:
+            try:
+                return self._read_files(files, where, order, union_by_name=False)
+            except duckdb.Error as exc:  # not one schema after all
+                log.debug("%s: files differ in schema (%s); reading their union", dataset_type, exc)
+        return self._read_files(files, where, order, union_by_name=True)
+
+    @staticmethod
+    def _read_files(files: list[str], where: Mapping[str, object] | None, order: Sequence[str],
+                    union_by_name: bool) -> pd.DataFrame:
+        import duckdb
+
+        sql = f"SELECT * FROM read_parquet($files, union_by_name = {'true' if union_by_name else 'false'})"
         params: dict[str, object] = {"files": files}
         clauses = []
         for i, (key, value) in enumerate((where or {}).items()):
@@ -148,7 +167,7 @@ class QARepository:
         unknown = sorted(set(filters) - set(_WHERE_COLUMNS))
         if unknown:
             raise SurveyQAError(f"cannot filter metric values on {unknown}", f"use {', '.join(_WHERE_COLUMNS)}")
-        parts = [self._read(dt, filters) for dt in METRIC_VALUE_DATASETS]
+        parts = [self._read(dt, filters, uniform=True) for dt in METRIC_VALUE_DATASETS]
         parts = [p for p in parts if len(p)]
         if not parts:
             from surveyqa.tasks.values import METRIC_VALUE_SCHEMA
