@@ -91,3 +91,31 @@ def test_derived_values_count_their_frames(tables):
 def test_negative_budget_is_a_clear_error(tables):
     with pytest.raises(SurveyQAError, match="negative"):
         CachedSource(_source(tables), max_bytes=-1)
+
+
+def test_sessions_asking_at_once_read_a_table_once():
+    """A page opened while the server's warm-up reads the quick look waits for that read, not a second one."""
+    import threading
+    import time
+
+    reads = []
+
+    class Slow(TableSource):
+        def metric_values(self, metric=None, level=None, where=None):
+            reads.append(threading.get_ident())
+            time.sleep(0.3)  # a read of thousands of files
+            return super().metric_values(metric, level, where)
+
+    cached = CachedSource(Slow(pd.DataFrame({"metric": ["m"] * 3, "value": [1.0, 2.0, 3.0], "level": "tract"})))
+    results = [None] * 4
+
+    def ask(i):
+        results[i] = cached.metric_values()
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(reads) == 1, f"{len(reads)} reads of the same table"
+    assert all(r is results[0] for r in results) and list(results[0]["value"]) == [1.0, 2.0, 3.0]

@@ -11,6 +11,7 @@ import logging
 import socket
 import tempfile
 import threading
+import time
 import webbrowser
 from pathlib import Path
 
@@ -64,6 +65,31 @@ def _free_port(address: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((address, 0))
         return sock.getsockname()[1]
+
+
+def _warm_up(config: DashboardConfig) -> None:
+    """Compute the quick look (and the comparison) once, as soon as the server listens.
+
+    At 100 tracts the quick look reads 12,100 small metric-value files (~5 s); a user who opens
+    the page a few seconds after the URL is printed then finds it ready, and one who opens it at
+    once waits for this same read (`CachedSource` reads a key once), not for a second one.
+    An error is left for the page to show.
+    """
+    from . import compare, model
+    from .source import memo
+
+    started = time.perf_counter()
+    try:
+        for source in (config.source, config.compare):
+            if source is not None:
+                memo(source, ("quicklook", None, None), lambda s=source: model.quicklook(s))
+        if config.compare is not None:
+            memo(config.source, ("compare_quicklook", id(config.compare)),
+                 lambda: compare.compare_quicklook(config.source, config.compare))
+    except Exception as exc:  # noqa: BLE001 - the page reads again and shows the error to the user
+        log.info("warm-up of the quick look failed (the page will say why): %s", exc)
+        return
+    log.info("quick look ready in %.1f s", time.perf_counter() - started)
 
 
 def serve_source(source: DataSource, port: int = 0, show: bool = False, *, address: str = "127.0.0.1",
@@ -127,6 +153,7 @@ def serve_source(source: DataSource, port: int = 0, show: bool = False, *, addre
         raise SurveyQAError(f"cannot listen on {address}:{port}: {holder['error']}", "choose another --port")
     if "server" not in holder:
         raise SurveyQAError("the dashboard server did not start within 60 s", "run with -vv to see why")
+    threading.Thread(target=_warm_up, args=(config,), name=f"surveyqa-warm-up-{port}", daemon=True).start()
     url = f"http://{address}:{port}/"
     log.info("dashboard serving %s at %s", title, url)
     if show:

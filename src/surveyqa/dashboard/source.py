@@ -178,6 +178,7 @@ class CachedSource:
         self._cache: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._reading: dict[tuple, threading.Lock] = {}  # one lock per key being read (see `_get`)
 
     @property
     def nbytes(self) -> int:
@@ -190,11 +191,35 @@ class CachedSource:
     def __contains__(self, key: tuple) -> bool:
         return key in self._cache
 
-    def _get(self, key: tuple, read: Callable[[], Any]) -> Any:
+    def _hit(self, key: tuple) -> tuple[bool, Any]:
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
-                return self._cache[key][0]
+                return True, self._cache[key][0]
+            return False, None
+
+    def _get(self, key: tuple, read: Callable[[], Any]) -> Any:
+        """The cached value of ``key``, or ``read()`` once: a second caller waits for the first's result.
+
+        Without that, a session opened while the server's warm-up (or another session) reads
+        the 12,100 metric-value files of a 100-tract repository would read them all again.
+        """
+        found, value = self._hit(key)
+        if found:
+            return value
+        with self._lock:
+            reading = self._reading.setdefault(key, threading.Lock())
+        with reading:
+            found, value = self._hit(key)
+            if found:
+                return value
+            try:
+                return self._read(key, read)
+            finally:
+                with self._lock:
+                    self._reading.pop(key, None)
+
+    def _read(self, key: tuple, read: Callable[[], Any]) -> Any:
         value = read()
         size = size_of(value)  # outside the lock: deep sizes of large frames take a while
         with self._lock:
