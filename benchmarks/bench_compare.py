@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import statistics
 import time
 
 from surveyqa.butler import QARepository
 from surveyqa.dashboard import browser, compare, serve
 
 # a step is timed as in bench_dashboard.py: from the mouse button going down to the new plot painted
-from bench_dashboard import MARK, PAINTED, PRESS, SINCE  # noqa: E402 - the script's own folder
+from bench_dashboard import MARK, PAINTED, PRESS, SINCE, report  # noqa: E402 - the script's own folder
 
 
 def _cell(page, table: str, field: str, text: str):
@@ -93,14 +92,7 @@ def main() -> None:
         runs = [run_once(url, args.metric, tract, args.visit_metric, visit) for _ in range(args.repeat)]
     finally:
         server.stop()
-    targets = {"compare (load)": 3.0}
-    print(f"{'step':28s} {'cold s':>7s} {'median s':>9s} {'max s':>7s}  target (on the median of warm sessions)")
-    for step in runs[0]:
-        values = [r[step] for r in runs]
-        target = targets.get(step, 0.5)
-        verdict = "met" if statistics.median(values) < target else "NOT met"
-        print(f"{step:28s} {cold[step]:7.3f} {statistics.median(values):9.3f} {max(values):7.3f}  "
-              f"< {target} s: {verdict}")
+    report(cold, runs, load_step="compare (load)")
 
 
 if __name__ == "__main__":
