@@ -29,6 +29,14 @@ def demo_repo(tmp_path_factory) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
+def truth(demo_repo) -> dict:
+    """The demo's truth manifest: which detector, visit, patch and column the injected defects hit."""
+    from surveyqa.butler import QARepository
+
+    return QARepository(*demo_repo).truth()
+
+
+@pytest.fixture(scope="session")
 def clean_demo_repo(tmp_path_factory) -> tuple[str, str]:
     """The demo's survey (same seed, same visits and tracts) without any defect, QA'd into ``qa/clean``:
     the reference run the demo is compared with. ``(repo_path, collection)``."""

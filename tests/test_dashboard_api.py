@@ -21,13 +21,6 @@ from surveyqa.dashboard.source import CachedSource, TableSource
 
 
 @pytest.fixture(scope="module")
-def truth(demo_repo) -> dict:
-    from surveyqa.butler import QARepository
-
-    return QARepository(*demo_repo).truth()
-
-
-@pytest.fixture(scope="module")
 def server(demo_repo, tmp_path_factory):
     from surveyqa.dashboard import serve
 

@@ -25,13 +25,6 @@ SHOTS = ROOT / "test-artifacts" / "dashboard"
 
 
 @pytest.fixture(scope="module")
-def truth(demo_repo) -> dict:
-    from surveyqa.butler import QARepository
-
-    return QARepository(*demo_repo).truth()
-
-
-@pytest.fixture(scope="module")
 def runs(clean_demo_repo, demo_repo):
     from surveyqa.butler import QARepository
     from surveyqa.dashboard.source import CachedSource
