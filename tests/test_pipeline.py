@@ -69,6 +69,20 @@ def test_surveyqa_run_and_pipetask_write_the_same_values(defect_repo):
     assert set(theirs.failures()["exception_type"]) == {"NoReferenceObjectsError"}
 
 
+def test_run_writes_every_quantum_value_once_more_in_one_table(defect_repo):
+    """`qaMetricValues` (what the dashboard reads) holds each quantum's values, none more, none lost."""
+    from surveyqa.butler.reader import METRIC_VALUE_DATASETS
+
+    butler = Butler.from_config(str(defect_repo), collections="qa/run1")
+    whole = butler.get("qaMetricValues").to_pandas()
+    refs = [ref for name in METRIC_VALUE_DATASETS for ref in butler.query_datasets(name, find_first=True)]
+    per_quantum = pd.concat([butler.get(ref).to_pandas() for ref in refs], ignore_index=True)
+    assert len(refs) > 20 and len(whole) == len(per_quantum)
+    columns = KEYS + ["value", "unit", "n", "status", "spec", "threshold"]
+    pd.testing.assert_frame_equal(_sorted(whole)[columns], _sorted(per_quantum)[columns], check_dtype=False)
+    assert set(whole["level"]) == {"detector", "visit", "patch", "tract"}
+
+
 def test_values_read_back_through_the_butler_and_the_reader(defect_repo):
     butler = Butler.from_config(str(defect_repo), collections="qa/run1")
     qa = QARepository(defect_repo, "qa/run1")

@@ -24,11 +24,13 @@ from lsst.daf.butler import MissingDatasetTypeError
 from surveyqa.butler.repo import check_collection, open_repo
 from surveyqa.errors import SurveyQAError
 
-__all__ = ["QARepository", "METRIC_VALUE_DATASETS"]
+__all__ = ["QARepository", "METRIC_VALUE_DATASETS", "RUN_METRIC_VALUES"]
 
 log = logging.getLogger(__name__)
 
 METRIC_VALUE_DATASETS = ("qaMetricValues_visit", "qaMetricValues_tract", "qaMetricValues_detector")
+#: Every metric value of a run in one table, written by ``surveyqa run`` once its quanta are done.
+RUN_METRIC_VALUES = "qaMetricValues"
 _WHERE_COLUMNS = ("metric", "level", "band", "physical_filter", "tract", "patch", "visit", "detector", "column", "status", "spec")
 
 
@@ -167,7 +169,10 @@ class QARepository:
         unknown = sorted(set(filters) - set(_WHERE_COLUMNS))
         if unknown:
             raise SurveyQAError(f"cannot filter metric values on {unknown}", f"use {', '.join(_WHERE_COLUMNS)}")
-        parts = [self._read(dt, filters, uniform=True) for dt in METRIC_VALUE_DATASETS]
+        # One file when the run wrote its table; otherwise (``pipetask run``, an ingest) every quantum's:
+        # at 100 tracts those are 12,100 files, 3-5 s to find and read.
+        datasets = (RUN_METRIC_VALUES,) if self.datasets(RUN_METRIC_VALUES) else METRIC_VALUE_DATASETS
+        parts = [self._read(dt, filters, uniform=True) for dt in datasets]
         parts = [p for p in parts if len(p)]
         if not parts:
             from surveyqa.tasks.values import METRIC_VALUE_SCHEMA

@@ -39,6 +39,7 @@ DATASET_TYPES: dict[str, tuple[tuple[str, ...], str]] = {
     "qaMetricValues_detector": (("instrument", "visit", "detector"), "ArrowTable"),
     "qaManifest": ((), "StructuredDataDict"),
     "qaQuantumStatus": ((), "ArrowTable"),
+    "qaMetricValues": ((), "ArrowTable"),
 }
 
 
