@@ -30,7 +30,7 @@ from bench_dashboard import MARK, PAINTED, PRESS, SINCE, report  # noqa: E402 - 
 
 def _cell(page, table: str, field: str, text: str):
     pattern = re.compile(rf"^{re.escape(text)}$")
-    return lambda: page.locator(f'{table} .tabulator-cell[tabulator-field="{field}"]', has_text=pattern).first.click()
+    return lambda: browser.shown(page, f'{table} .tabulator-cell[tabulator-field="{field}"]', has_text=pattern).first.click()
 
 
 def _step(page, action, tags: list[str]) -> float:

@@ -47,7 +47,7 @@ def open_page(page, server, query: str = "") -> None:
 
 def click_cell(page, field: str, value: int) -> None:
     """Click the table row whose ``field`` cell reads exactly ``value``."""
-    page.locator(f'.tabulator-cell[tabulator-field="{field}"]', has_text=re.compile(rf"^{value:,}$")).first.click()
+    browser.shown(page, f'.tabulator-cell[tabulator-field="{field}"]', has_text=re.compile(rf"^{value:,}$")).first.click()
 
 
 def test_quick_look_shows_counts_and_injected_defects_in_red(page, server, truth):
@@ -85,12 +85,12 @@ def test_metric_tract_patch_drill_down_and_breadcrumbs(page, server, truth):
     browser.click_polygon(page, "sky", "patch", 6)
     browser.wait_for_plot(page, "scatter", ["level:patch", "patch:6"])
     assert "patch=6" in page.url
-    assert page.locator("h2.sq-title[data-level='patch']").count() == 1
+    assert browser.shown(page, "h2.sq-title[data-level='patch']").count() == 1
     page.screenshot(path=SHOTS / "patch.png", full_page=True)
-    page.locator(".sq-crumb button", has_text=f"tract {tract}").click()
+    browser.shown(page, ".sq-crumb button", has_text=f"tract {tract}").click()
     browser.wait_for_plot(page, "sky", ["level:tract", f"tract:{tract}"])
     assert "patch=6" not in page.url
-    assert page.locator("h2.sq-title[data-level='tract']").count() == 1
+    assert browser.shown(page, "h2.sq-title[data-level='tract']").count() == 1
 
 
 def test_visit_mode_highlights_the_injected_bad_detector(page, server, truth):
@@ -154,7 +154,7 @@ def test_open_in_jupyter_writes_the_notebook(page, server):
     open_page(page, server, "?view=metric&metric=validate_drp.PA1&band=r")
     browser.wait_for_plot(page, "sky", ["level:dataset"])
     with page.expect_download() as download:
-        page.locator(".sq-jupyter").locator("a, button").first.click()
+        browser.shown(page, ".sq-jupyter").locator("a, button").first.click()
     assert download.value.suggested_filename.endswith(".ipynb")
-    path = page.locator("code.sq-notebook").inner_text()
+    path = browser.shown(page, "code.sq-notebook").inner_text()
     assert Path(path).is_file() and "QARepository" in Path(path).read_text()

@@ -140,7 +140,7 @@ def test_compare_pages_in_the_browser(server, truth):
         page.goto(server.url, wait_until="domcontentloaded")
         page.wait_for_selector(".sq-compare-table .tabulator-row")
         page.screenshot(path=SHOTS / "compare_quicklook.png", full_page=True)
-        assert "regressed" in page.locator(".sq-compare-summary").inner_text()
+        assert "regressed" in browser.shown(page, ".sq-compare-summary").inner_text()
         first = page.locator(".sq-compare-table .tabulator-row").first
         assert "regressed" in first.inner_text()
         # open the astrometric offset: a visit metric, so the comparison opens in visit mode
@@ -148,14 +148,14 @@ def test_compare_pages_in_the_browser(server, truth):
                      has_text=re.compile(r"^health\.astromOffset$")).first.click()
         browser.wait_for_plot(page, "compare_sky", ["compare", "level:visits"])
         assert "view=compare_visits" in page.url
-        page.locator('.sq-compare-children .tabulator-cell[tabulator-field="visit"]',
+        browser.shown(page, '.sq-compare-children .tabulator-cell[tabulator-field="visit"]',
                      has_text=re.compile(rf"^{visit:,}$")).first.click()
         browser.wait_for_plot(page, "compare_sky", ["compare", "level:visit", f"visit:{visit}"])
         tags = [t for t in browser.plot_tags(page, "compare_sky") if f"visit:{visit}" in t][0]
         assert f"regressed:{bad}" in tags, tags
         page.screenshot(path=SHOTS / "compare_visit.png", full_page=True)
         # the same place in run B's own drill-down
-        page.locator(".sq-open-b button").click()
+        browser.shown(page, ".sq-open-b button").click()
         browser.wait_for_plot(page, "series", ["level:visit", f"visit:{visit}"])
         assert "side=b" in page.url and f"visit={visit}" in page.url
         assert not errors, f"JavaScript errors in the page: {errors}"

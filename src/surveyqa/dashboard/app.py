@@ -1,11 +1,13 @@
 """Assemble one browser session's page: navigation, error banner, and the view its state asks for.
 
 `DashboardConfig` is what a server knows (the source, a second run to compare it with, where to
-write notebooks); `session_page`
-makes a fresh `DrillState` per session, syncs it with the URL, and shows the page it asks for.
-Each page (quick look, metric view, failures) is built once per session, the first time it is
-shown; moving around only hides the others and updates the data of the one shown. An error while drawing is shown in a red banner on the page (and logged), never only
-in the server log.
+write notebooks); `session_page` makes a fresh `DrillState` per session, syncs it with the URL,
+and shows the page it asks for. Each page (quick look, metric view in coadd mode and in visit
+mode, failures, comparisons) is built once per session and then stays in the document: moving
+around hides the others, without laying the document out again, and updates the data of the
+one shown. The metric views a first click opens are built, hidden, while the user reads the
+quick look. An error while drawing is shown in a red banner on the page (and logged), never
+only in the server log.
 """
 
 from __future__ import annotations
@@ -136,6 +138,14 @@ class _Jupyter:
             self.button.filename = notebook.notebook_name(self.state.query())
 
 
+#: Inline styles of the page shown, and of the pages kept in the document but not shown (`_Session._show`):
+#: out of the flow, behind, transparent (Panel's HTML and table views set their own ``visibility``, so
+#: only opacity hides them) and deaf to the mouse. Pages carry the class ``sq-page`` (`browser.SHOWN_PAGE`).
+_HERE = {"position": "relative", "visibility": "visible", "opacity": "1", "pointer-events": "auto", "z-index": "auto"}
+_AWAY = {"position": "absolute", "top": "0px", "left": "0px", "right": "0px", "visibility": "hidden",
+         "opacity": "0", "pointer-events": "none", "z-index": "-1"}
+
+
 class _Session:
     """One browser session's pages, each built the first time it is shown and then only updated."""
 
@@ -143,9 +153,10 @@ class _Session:
         self.config, self.state = config, state
         self.error = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["sq-error"],
                                    sizing_mode="stretch_width")
-        self.body = pn.Column(sizing_mode="stretch_width")
+        # the pages kept hidden lie over the shown one, out of the flow: clipped, they add no scrolling
+        self.body = pn.Column(sizing_mode="stretch_width", styles={"position": "relative", "overflow": "hidden"})
         self.pages: dict[tuple[str, str], object] = {}
-        self.jupyter: dict[str, _Jupyter] = {}
+        self.jupyter: dict[tuple[str, str], _Jupyter] = {}
 
     def _page(self, kind: str, side: str = "a"):
         """The session's page of that kind for run A or B, built the first time it is shown."""
@@ -162,14 +173,15 @@ class _Session:
                 page = QuickLookPanel(source, state, title)
             elif kind == "failures":
                 page = _Static(failures_panel(source))
-            else:
-                self.jupyter[side] = _Jupyter(config, state, side)
-                page = DrillPanel(source, state, extras=[self.jupyter[side].panel])
+            else:  # a metric view: one page per mode (coadd, visits), each laid out for its mode
+                self.jupyter[(kind, side)] = _Jupyter(config, state, side)
+                page = DrillPanel(source, state, extras=[self.jupyter[(kind, side)].panel])
+            page.panel.css_classes = [*page.panel.css_classes, "sq-page", f"sq-page-{kind}"]
             self.pages[(kind, side)] = page
         return self.pages[(kind, side)]
 
-    def _kind(self) -> str:
-        state = self.state
+    def _kind(self, state: DrillState | None = None) -> str:
+        state = state or self.state
         if state.view in COMPARE_VIEWS:
             if self.config.compare is None:
                 raise SurveyQAError("this dashboard compares no second run",
@@ -179,13 +191,72 @@ class _Session:
             return "failures"
         if state.view == "quicklook" or state.metric is None:
             return "quicklook"
-        return "drill"
+        return "drill_visits" if state.view == "visits" else "drill_coadd"
 
     def _show(self, shown) -> None:
-        """Put the page shown alone in the body (a hidden page would still be laid out at every step)."""
-        objects = [shown.panel] if shown is not None else []
-        if len(self.body.objects) != len(objects) or any(a is not b for a, b in zip(self.body.objects, objects)):
-            self.body.objects = objects
+        """Show one page; the others built in this session stay in the document, laid out but hidden.
+
+        Adding or removing a page, or changing its ``visible``, makes Bokeh lay out the whole
+        document again and the browser recompute the style of every element: 0.4 s for a metric
+        view, besides painting it. A page kept in the document, hidden by inline styles (which
+        Bokeh does not treat as layout) and out of the flow, is shown by a repaint.
+        """
+        if shown is None:
+            for page in self.pages.values():
+                page.panel.styles = _AWAY
+            return
+        if not any(p is shown.panel for p in self.body.objects):
+            shown.panel.styles = _HERE
+            self.body.append(shown.panel)
+        for page in self.pages.values():
+            wanted = _HERE if page is shown else _AWAY
+            if page.panel.styles != wanted:
+                page.panel.styles = wanted
+
+    def prepare_next(self) -> None:
+        """Build the pages a first click opens, hidden, once the browser shows the first page.
+
+        The first metric view of a session costs ~270 Bokeh models: 0.3-0.5 s to make them on the
+        server, as long again for the browser to build their views, and 0.4 s to lay the page
+        out: 0.8-0.9 s for the first click. Built and laid out while the user reads the quick
+        look, at a likely place of each mode (the first failing metric in coadd mode and in
+        visit mode), a click only sends data and shows the page. A page opened directly at a
+        metric view has nothing to build ahead.
+        """
+        kind = self._kind() if not self.error.visible else None
+        if kind not in ("quicklook", "compare"):
+            return
+        side = "a" if kind == "compare" else self.state.side
+        self._build_ahead(self.pages[(kind, side)].first_clicks(), side)
+
+    def _build_ahead(self, places: list[DrillState], side: str) -> None:
+        """Build the first place's page hidden, then the others one per turn of the event loop.
+
+        Between two pages the server reads the browser's messages: a click made meanwhile is
+        not kept waiting behind every page built ahead.
+        """
+        if not places:
+            return
+        place, rest = places[0], places[1:]
+        kind = self._kind(place)
+        if (kind, side) not in self.pages:
+            started = time.perf_counter()
+            try:
+                page = self._page(kind, side)
+                with pn.io.hold():
+                    page.update(place)  # the widgets of a likely place: a click then changes data only
+                    page.panel.styles = _AWAY
+                    self.body.append(page.panel)
+                log.debug("built the %s page ahead in %.3f s", kind, time.perf_counter() - started)
+            except Exception:  # built again, with its error shown, when the user opens it
+                log.exception("could not build the %s page ahead", kind)
+                self.pages.pop((kind, side), None)
+        if rest:
+            doc = pn.state.curdoc
+            if doc is not None and doc.session_context is not None:
+                doc.add_next_tick_callback(lambda: self._build_ahead(rest, side))
+            else:
+                self._build_ahead(rest, side)
 
     def render(self, *_events) -> None:
         state = self.state
@@ -193,8 +264,8 @@ class _Session:
             with pn.io.hold():
                 kind = self._kind()
                 page = self._page(kind, state.side)
-                if kind == "drill":
-                    self.jupyter[state.side].update()
+                if kind.startswith("drill"):
+                    self.jupyter[(kind, state.side)].update()
                 started = time.perf_counter()
                 page.update()
                 self.error.visible = False
@@ -235,4 +306,5 @@ def session_page(config: DashboardConfig) -> pn.viewable.Viewable:
     session = _Session(config, state)
     state.param.watch(session.render, list(URL_KEYS))
     session.render()
+    pn.state.onload(session.prepare_next)
     return pn.Column(_nav(config, state), session.error, session.body, sizing_mode="stretch_width")

@@ -2,6 +2,9 @@
 
 Waiting follows DESIGN.md: a plot is ready when the Bokeh model with its name (and the tags of
 the level asked for) exists, its view has finished rendering, and its data source is filled.
+Only what a user sees counts: a page the dashboard keeps in the document but hides (a page
+built ahead of its first click, or one left for another) has the same plots, with
+``visibility: hidden``.
 Chromium is the system one (``/usr/bin/chromium`` unless ``SURVEYQA_CHROMIUM`` says otherwise);
 nothing is downloaded.
 """
@@ -12,20 +15,35 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-__all__ = ["CHROMIUM_ARGS", "chromium_path", "launch", "wait_for_plot", "click_polygon", "wait_idle", "plot_tags", "visible_text"]
+__all__ = ["CHROMIUM_ARGS", "SHOWN_PAGE", "chromium_path", "launch", "wait_for_plot", "click_polygon", "wait_idle",
+           "shown", "plot_tags", "visible_text"]
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
+#: The page shown (the dashboard keeps other pages in the document, transparent: `app._AWAY`).
+SHOWN_PAGE = ".sq-page[style*='opacity: 1']"
+
+#: Whether an element is displayed and not inside a page kept hidden (climbing out of shadow roots).
+_SHOWN = """const shown = (view) => {
+  if (!view || !view.el.isConnected || view.el.getClientRects().length === 0) return false;
+  for (let n = view.el; n; n = n.parentNode || n.host) {
+    if (n.nodeType === 11) n = n.host;
+    if (n.classList && n.classList.contains('sq-page')) return n.style.opacity !== '0';
+  }
+  return true;
+};"""
+
 _PLOT_READY = """([name, tags]) => {
   if (!window.Bokeh || !Bokeh.documents.length) return false;
+  """ + _SHOWN + """
   for (const doc of Bokeh.documents) {
     for (const model of doc._all_models.values()) {
       if (model.name !== name) continue;
       const have = model.tags || [];
       if (!tags.every(t => have.includes(t))) continue;
       const view = Bokeh.index.find_one(model);
-      if (!view || !view.has_finished()) continue;
+      if (!shown(view) || !view.has_finished()) continue;
       const renderers = model.renderers || [];
       const filled = renderers.some(r => r.data_source && Object.values(r.data_source.data)
                                        .some(column => column && column.length > 0));
@@ -36,19 +54,22 @@ _PLOT_READY = """([name, tags]) => {
 }"""
 
 _TAGS = """(name) => {
+  """ + _SHOWN + """
   const out = [];
   for (const doc of (window.Bokeh ? Bokeh.documents : []))
     for (const model of doc._all_models.values())
-      if (model.name === name) out.push(model.tags || []);
+      if (model.name === name && shown(Bokeh.index.find_one(model))) out.push(model.tags || []);
   return out;
 }"""
 
 
 _POLYGON_CENTRE = """([name, key, value]) => {
+  """ + _SHOWN + """
   for (const doc of Bokeh.documents) {
     for (const model of doc._all_models.values()) {
       if (model.name !== name) continue;
       const view = Bokeh.index.find_one(model);
+      if (!shown(view)) continue;
       for (const r of model.renderers) {
         const data = r.data_source && r.data_source.data;
         if (!data || !data[key] || !data.xs) continue;
@@ -97,8 +118,13 @@ def click_polygon(page, name: str, key: str, value: int) -> None:
     page.mouse.click(point[0], point[1])
 
 
+def shown(page, selector: str, **kwargs):
+    """A Playwright locator of ``selector`` inside the page the dashboard shows (not in one it keeps hidden)."""
+    return page.locator(f"{SHOWN_PAGE} {selector}", **kwargs)
+
+
 def plot_tags(page, name: str) -> list[list[str]]:
-    """The tags of every plot called ``name`` now in the page."""
+    """The tags of every plot called ``name`` now shown in the page."""
     return page.evaluate(_TAGS, name)
 
 
@@ -111,14 +137,17 @@ def wait_idle(page, timeout: float = 30_000) -> None:
 
 
 def visible_text(page) -> str:
-    """All text of the page, shadow roots included (Panel renders into them)."""
+    """The text a user sees: shadow roots included (Panel renders into them), hidden elements left out."""
     return page.evaluate("""() => {
         const parts = [];
         const walk = (node) => {
+            if (node.nodeType === 1 && (getComputedStyle(node).display === 'none'
+                || (node.classList.contains('sq-page') && node.style.opacity === '0'))) return;
             if (node.shadowRoot) walk(node.shadowRoot);
             for (const child of node.childNodes) {
-                if (child.nodeType === 3) parts.push(child.textContent);
-                else walk(child);
+                if (child.nodeType !== 3) { walk(child); continue; }
+                const owner = child.parentElement || child.parentNode.host;
+                if (owner && getComputedStyle(owner).visibility === 'visible') parts.push(child.textContent);
             }
         };
         walk(document.body);

@@ -93,10 +93,16 @@ class CompareQuickLookPanel:
             self.table, sizing_mode="stretch_width")
 
     def _open(self, event) -> None:
-        row = self.table.value.iloc[event.row]
+        self.state.go(**self._place(self.table.value.iloc[event.row]))
+
+    def _place(self, row) -> dict:
         entry = compare._entry(self.a, self.b, row["metric"])
         band = row["band"] if isinstance(row["band"], str) else None
-        self.state.go(view=compare_kind(entry), metric=row["metric"], band=band)
+        return {"view": compare_kind(entry), "metric": row["metric"], "band": band}
+
+    def first_clicks(self) -> list[DrillState]:
+        """Where a user most likely goes first: the first row, the worst change."""
+        return [DrillState(**self._place(self.table.value.iloc[0]))] if len(self.table.value) else []
 
     def update(self) -> None:
         """Nothing to redraw: the two runs do not change under the server."""
@@ -113,7 +119,8 @@ class CompareDrillPanel:
         self.crumbs = pn.widgets.RadioButtonGroup(options=["compare"], value="compare", button_type="primary",
                                                   css_classes=["sq-crumb"])
         self.crumbs.param.watch(self._go_crumb, "value")
-        self.band = pn.widgets.Select(label="band", options=[], width=120, visible=False)
+        # always shown (disabled with one band): a change of visibility would lay the page out again
+        self.band = pn.widgets.Select(label="band", options=[], width=120, disabled=True)
         self.band.param.watch(lambda e: self._syncing or state.param.update(band=e.new or None), "value")
         self.describe = pn.pane.HTML("", sizing_mode="stretch_width")
         self.links = pn.Row(pn.widgets.Button(label="open in A", css_classes=["sq-open-a"]),
@@ -174,8 +181,9 @@ class CompareDrillPanel:
         self._pick(self.children_table.value.iloc[event.row][self._view.child_key])
 
     # -- drawing -----------------------------------------------------------------------------
-    def update(self) -> None:
-        state, a, b = self.state, self.a, self.b
+    def update(self, state: DrillState | None = None) -> None:
+        """Show the state's place (``state``: another place, for a page drawn ahead of its first click)."""
+        state, a, b = state or self.state, self.a, self.b
         mode = "visit" if state.view == "compare_visits" else "coadd"
         key = ("compare_view", id(b), mode, state.metric, state.band, state.tract, state.patch, state.visit,
                state.detector)
@@ -193,7 +201,7 @@ class CompareDrillPanel:
             options = {bd: bd for bd in view.bands}
             if view.mode == "visit":  # visit mode may show every band at once
                 options = {"all bands": "", **options}
-            self.band.param.update(options=options, value=view.band or "", visible=len(view.bands) > 1)
+            self.band.param.update(options=options, value=view.band or "", disabled=len(view.bands) < 2)
         finally:
             self._syncing = False
         self.describe.object = self._describe(view, unit)

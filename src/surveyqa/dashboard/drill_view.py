@@ -218,7 +218,8 @@ class DrillPanel:
         self.crumbs = pn.widgets.RadioButtonGroup(options=["quick look"], value="quick look", button_type="primary",
                                                   css_classes=["sq-crumb"])
         self.crumbs.param.watch(self._go_crumb, "value")
-        self.band = pn.widgets.Select(label="band", options=[], width=120, visible=False)
+        # always shown (disabled with one band): a change of visibility would lay the page out again
+        self.band = pn.widgets.Select(label="band", options=[], width=120, disabled=True)
         self.band.param.watch(lambda e: self._syncing or state.param.update(band=e.new or None), "value")
         self.describe = pn.pane.HTML("", sizing_mode="stretch_width", min_height=150)
 
@@ -306,9 +307,14 @@ class DrillPanel:
                       band=row.get("band"))
 
     # -- drawing -----------------------------------------------------------------------------
-    def update(self) -> None:
-        """Show the state's place: compute (or fetch) its model and replace every figure's data."""
-        state, source = self.state, self.source
+    def update(self, state: DrillState | None = None) -> None:
+        """Show the state's place: compute (or fetch) its model and replace every figure's data.
+
+        ``state``: another place than the session's, for a page drawn ahead of its first click
+        (the widgets a place shows, and their sizes, are then there already: the click only
+        changes data).
+        """
+        state, source = state or self.state, self.source
         view = drill_model(source, state)
         payload = memo(source, ("drill_payload", state.view, view.metric["name"], view.band,
                                 *view.selection.values()), lambda: drill_payload(view))
@@ -330,7 +336,7 @@ class DrillPanel:
             options = {b: b for b in view.bands}
             if view.mode == "visit":  # visit mode may show every band at once
                 options = {"all bands": "", **options}
-            self.band.param.update(options=options, value=view.band or "", visible=len(view.bands) > 1)
+            self.band.param.update(options=options, value=view.band or "", disabled=len(view.bands) < 2)
             self.toggle.param.update(value=state.show_visits, disabled=view.level != "tract",
                                      visible=view.mode == "coadd")
         finally:
@@ -348,11 +354,11 @@ class DrillPanel:
             pane, series = self._series()
             _set_visible(pane, series.fig, show_series)
         self.describe.object = _describe(view)
-        self._draw_children(view, children, selected, unit, tags)
+        self._draw_children(view, children, selected, unit, tags, show_visits)
         self._draw_rows(view, payload["rows"], children, unit, tags)
 
     def _draw_children(self, view: model.DrillView, children: dict | None, selected, unit: str,
-                       tags: list[str]) -> None:
+                       tags: list[str], show_visits: bool) -> None:
         if children is None:
             return
         key = children["key"]
@@ -362,7 +368,6 @@ class DrillPanel:
         _set_table(self.children_table, children["table"])
         self.children_title.object = f"<h3>{key}{'es' if key.endswith('ch') else 's'}</h3>"
         polygons = children["polygons"]
-        show_visits = view.level == "tract" and self.state.show_visits
         if polygons is not None:
             outlines = None
             if show_visits:

@@ -39,11 +39,15 @@ def _header_html(header: dict) -> str:
     return f"<div class='sq-header' style='display:flex;gap:2em;font-size:1.1em'>{cells}</div>"
 
 
-def open_metric(state: DrillState, entry: dict, band) -> None:
-    """Open a metric: coadd mode if it has tract/patch/dataset values, visit mode if only visit ones."""
+def metric_view_of(entry: dict) -> str:
+    """The view a metric opens in: coadd mode if it has tract/patch/dataset values, visit mode if only visit ones."""
     levels = set(entry.get("levels", []))
-    view = "metric" if levels & model.COADD_LEVELS - {"dataset"} or not levels & model.VISIT_LEVELS else "visits"
-    state.go(view=view, metric=entry["name"], band=band)
+    return "metric" if levels & model.COADD_LEVELS - {"dataset"} or not levels & model.VISIT_LEVELS else "visits"
+
+
+def open_metric(state: DrillState, entry: dict, band) -> None:
+    """Open a metric in the view `metric_view_of` says."""
+    state.go(view=metric_view_of(entry), metric=entry["name"], band=band)
 
 
 class QuickLookPanel:
@@ -53,6 +57,7 @@ class QuickLookPanel:
         self.source, self.state = source, state
         ql = memo(source, ("quicklook", None, None), lambda: model.quicklook(source))
         self.entries = {e["name"]: e for e in model.metric_entries(source)}
+        self.summary = ql.summary
         buttons = []
         for row in ql.summary.itertuples(index=False):
             band = row.band if isinstance(row.band, str) else None
@@ -93,6 +98,21 @@ class QuickLookPanel:
             pn.pane.Bokeh(self.sky.fig, sizing_mode="stretch_width", min_height=420, visible=bool(sky_names)),
             sizing_mode="stretch_width",
         )
+
+    def first_clicks(self) -> list[DrillState]:
+        """Where a user most likely goes first, one place per mode (coadd, visits), likeliest first.
+
+        In each mode, the first failing metric of the list (else its first metric).
+        """
+        places: dict[str, DrillState] = {}
+        for fails in (True, False):
+            for row in self.summary.itertuples(index=False):
+                entry = self.entries[row.metric]
+                view = metric_view_of(entry)
+                if (row.status == "fail") == fails and view not in places:
+                    places[view] = DrillState(view=view, metric=row.metric,
+                                              band=row.band if isinstance(row.band, str) else None)
+        return list(places.values())
 
     def _drill(self, index: int) -> None:
         metric, band = self._target
