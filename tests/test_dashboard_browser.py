@@ -93,6 +93,27 @@ def test_metric_tract_patch_drill_down_and_breadcrumbs(page, server, truth):
     assert browser.shown(page, "h2.sq-title[data-level='tract']").count() == 1
 
 
+def test_metric_views_built_ahead_stay_hidden_until_clicked(page, server):
+    """While the user reads the quick look, the metric views of the first failing metrics (one in
+    coadd mode, one in visit mode) are built in the page, hidden; a click shows the metric clicked."""
+    open_page(page, server)
+    browser.wait_for_plot(page, "sky", ["level:quicklook"])
+    page.locator(".sq-page-drill_coadd").wait_for(state="attached")
+    page.locator(".sq-page-drill_visits").wait_for(state="attached")
+    text = browser.visible_text(page)
+    assert "quick look" in text and "value against magnitude" not in text and "against its number" not in text
+    assert browser.plot_tags(page, "series") == [] and browser.plot_tags(page, "scatter") == []
+    page.locator(".sq-metric button", has_text="validate_drp.PA1 r:").click()
+    browser.wait_for_plot(page, "sky", ["level:dataset"])
+    title = browser.shown(page, "h2.sq-title").inner_text()
+    assert title.startswith("validate_drp.PA1"), title
+    assert "view=metric" in page.url and "metric=validate_drp.PA1" in page.url
+    assert [t for t in browser.plot_tags(page, "sky") if "level:quicklook" in t] == []
+    browser.shown(page, ".sq-crumb button", has_text="quick look").click()
+    browser.wait_for_plot(page, "sky", ["level:quicklook"])
+    assert browser.plot_tags(page, "scatter") == []
+
+
 def test_visit_mode_highlights_the_injected_bad_detector(page, server, truth):
     bad_detector = truth["defects"]["bad_astrometry_detector"]["detector"]
     open_page(page, server, "?view=visits&metric=health.astromOffset")
