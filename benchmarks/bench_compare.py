@@ -40,20 +40,21 @@ def _step(page, action, tags: list[str]) -> float:
     return page.evaluate(SINCE) / 1000.0
 
 
-def run_once(url: str, metric: str, tract: int, visit_metric: str, visit: int) -> dict[str, float]:
+def run_once(url: str, metric: str, tract: int, visit_metric: str, visit: int, think: float = 0.0) -> dict[str, float]:
     times = {}
     with browser.launch() as page:
         page.add_init_script(PRESS)
         page.goto(url, wait_until="domcontentloaded")
         page.wait_for_selector(".sq-compare-table .tabulator-row", timeout=120_000)
         times["compare (load)"] = page.evaluate(PAINTED) / 1000.0
+        page.wait_for_timeout(think * 1000)  # the user reads the comparison before clicking
         times["coadd metric (click row)"] = _step(
             page, _cell(page, ".sq-compare-table", "metric", metric), ["compare", "level:dataset"])
         times["tract (click row)"] = _step(page, _cell(page, ".sq-compare-children", "tract", f"{tract:,}"),
                                            ["compare", "level:tract", f"tract:{tract}"])
         page.evaluate(MARK)
         page.locator(".sq-nav-compare button").click()
-        page.locator(".sq-compare-table .tabulator-row").first.wait_for(timeout=120_000)  # the drill page is gone
+        browser.shown(page, ".sq-compare-table .tabulator-row").first.wait_for(timeout=120_000)
         times["back to the comparison"] = page.evaluate(SINCE) / 1000.0
         times["visit metric (click row)"] = _step(
             page, _cell(page, ".sq-compare-table", "metric", visit_metric), ["compare", "level:visits"])
@@ -71,6 +72,8 @@ def main() -> None:
     parser.add_argument("--metric", default="health.emptyCellFraction")
     parser.add_argument("--visit-metric", default="health.astromOffset")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="seconds between the comparison painted and the first click (a user reading it)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -87,9 +90,10 @@ def main() -> None:
     server, url = serve(args.repo_a, args.collection_a, compare=args.repo_b, compare_collection=args.collection_b)
     try:
         t0 = time.perf_counter()
-        cold = run_once(url, args.metric, tract, args.visit_metric, visit)
+        cold = run_once(url, args.metric, tract, args.visit_metric, visit, args.think)
         print(f"first session (first import of the plotting stack, cold caches): {time.perf_counter() - t0:.1f} s")
-        runs = [run_once(url, args.metric, tract, args.visit_metric, visit) for _ in range(args.repeat)]
+        runs = [run_once(url, args.metric, tract, args.visit_metric, visit, args.think) for _ in range(args.repeat)]
+        print(f"the first row clicked {args.think:g} s after the comparison was painted")
     finally:
         server.stop()
     report(cold, runs, load_step="compare (load)")
