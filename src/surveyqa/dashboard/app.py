@@ -227,7 +227,12 @@ class _Session:
         if kind not in ("quicklook", "compare"):
             return
         side = "a" if kind == "compare" else self.state.side
-        self._build_ahead(self.pages[(kind, side)].first_clicks(), side)
+        try:
+            places = self.pages[(kind, side)].first_clicks()
+        except Exception:  # only a speed-up: the pages are built when first opened
+            log.exception("cannot tell which pages to build ahead")
+            return
+        self._build_ahead(places, side)
 
     def _build_ahead(self, places: list[DrillState], side: str) -> None:
         """Build the first place's page hidden, then the others one per turn of the event loop.
