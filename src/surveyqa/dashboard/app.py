@@ -23,7 +23,7 @@ import panel as pn
 
 from surveyqa.errors import SurveyQAError
 
-from . import notebook
+from . import notebook, plots
 from .compare_view import CompareDrillPanel, CompareQuickLookPanel
 from .drill_view import DrillPanel
 from .failures_view import failures_panel
@@ -223,6 +223,7 @@ class _Session:
         visit mode), a click only sends data and shows the page. A page opened directly at a
         metric view has nothing to build ahead.
         """
+        plots.compile_kernels_in_background()
         kind = self._kind() if not self.error.visible else None
         if kind not in ("quicklook", "compare"):
             return

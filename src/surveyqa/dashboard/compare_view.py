@@ -21,6 +21,7 @@ from bokeh.palettes import RdBu11
 from bokeh.plotting import figure
 
 from . import compare, plots
+from .drill_view import clicked_key, resend_tables
 from .quicklook_view import format_value
 from .source import memo
 from .state import DrillState
@@ -116,6 +117,7 @@ class CompareDrillPanel:
         self._syncing = False
         self._view: compare.CompareView | None = None
         self._shown: pd.DataFrame = pd.DataFrame()
+        self._drawn_ahead = False  # the last update drew a place ahead of the user (`update(state)`)
         self.crumbs = pn.widgets.RadioButtonGroup(options=["compare"], value="compare", button_type="primary",
                                                   css_classes=["sq-crumb"])
         self.crumbs.param.watch(self._go_crumb, "value")
@@ -178,12 +180,16 @@ class CompareDrillPanel:
         self._pick(self._shown.iloc[index][self._view.child_key])
 
     def _pick_row(self, event) -> None:
-        self._pick(self.children_table.value.iloc[event.row][self._view.child_key])
+        self._pick(clicked_key(event, self.children_table.value, self._view.child_key))
 
     # -- drawing -----------------------------------------------------------------------------
     def update(self, state: DrillState | None = None) -> None:
         """Show the state's place (``state``: another place, for a page drawn ahead of its first click)."""
+        ahead = state is not None and state is not self.state
         state, a, b = state or self.state, self.a, self.b
+        if self._drawn_ahead and not ahead:
+            resend_tables([self.children_table])
+        self._drawn_ahead = ahead
         mode = "visit" if state.view == "compare_visits" else "coadd"
         key = ("compare_view", id(b), mode, state.metric, state.band, state.tract, state.patch, state.visit,
                state.detector)

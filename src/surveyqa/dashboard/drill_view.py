@@ -19,7 +19,8 @@ from .quicklook_view import format_value
 from .source import memo
 from .state import DrillState
 
-__all__ = ["DrillPanel", "overlapping_visits", "drill_model", "drill_payload", "children_payload"]
+__all__ = ["DrillPanel", "overlapping_visits", "drill_model", "drill_payload", "children_payload", "clicked_key",
+           "resend_tables"]
 
 TABLE_COLUMNS = ["value", "unit", "n", "status", "outlier"]
 #: Every table of children has a column per key (those not shown hidden): a step then changes rows, not columns.
@@ -69,6 +70,37 @@ def children_payload(view: model.DrillView) -> dict | None:
         out = {"key": key, "table": table, "polygons": polygons, "frame": children,
                "histogram": plots.histogram_data(children["value"])}
     return out
+
+
+def clicked_key(event, frame: pd.DataFrame, key: str):
+    """The ``key`` of the table row a click chose.
+
+    The cell's own value when the user clicked the key's cell: the rows the browser showed may
+    be older than ``frame`` when the click arrives (a page built ahead holds another place's rows
+    until its first update is drawn), and the row's index would then point at another row of
+    the new table. Any other cell: the row's index into ``frame``.
+    """
+    if getattr(event, "column", None) == key and event.value is not None:
+        return int(event.value)
+    return frame.iloc[event.row][key]
+
+
+def resend_tables(tables: list[pn.widgets.Tabulator], delay_ms: int = 1500) -> None:
+    """Send the tables' rows once more, a little later: the first rows of a page built ahead may be lost.
+
+    Panel's table view drops new rows that arrive while the browser still builds the table
+    (Panel 1.9: ``setData`` returns at once while initializing), so a click in the second after
+    a page was built ahead could leave the previous place's rows on screen. Sent again once the
+    table is built, they are shown (the same rows again, if the first were not lost).
+    """
+    if pn.state.curdoc is None or pn.state.curdoc.session_context is None:
+        return
+
+    def resend() -> None:
+        for table in tables:
+            table.value = table.value.copy()
+
+    pn.state.add_periodic_callback(resend, period=delay_ms, count=1)
 
 
 def _worst_rows(rows: pd.DataFrame, columns: dict, limit: int = 200) -> pd.DataFrame:
@@ -261,6 +293,7 @@ class DrillPanel:
             sizing_mode="stretch_width")
         self._view: model.DrillView | None = None
         self._children: dict | None = None
+        self._drawn_ahead = False  # the last update drew a place ahead of the user (`update(state)`)
         self._visits: pd.DataFrame | None = None
 
     def _series(self) -> tuple[pn.pane.Bokeh, plots.SeriesPlot]:
@@ -299,10 +332,11 @@ class DrillPanel:
         self._pick(self._children["polygons"]["shown"][index])
 
     def _pick_row(self, event) -> None:
-        self._pick(self._children["table"].iloc[event.row][self._children["key"]])
+        self._pick(clicked_key(event, self._children["table"], self._children["key"]))
 
     def _pick_visit(self, event) -> None:
-        row = self._visits.iloc[event.row]
+        visit = clicked_key(event, self._visits, "visit")
+        row = self._visits[self._visits["visit"] == visit].iloc[0]
         self.state.go(view="visits", metric=_visit_metric(self.source, self._view.metric), visit=int(row["visit"]),
                       band=row.get("band"))
 
@@ -314,6 +348,7 @@ class DrillPanel:
         (the widgets a place shows, and their sizes, are then there already: the click only
         changes data).
         """
+        ahead = state is not None and state is not self.state
         state, source = state or self.state, self.source
         view = drill_model(source, state)
         payload = memo(source, ("drill_payload", state.view, view.metric["name"], view.band,
@@ -356,6 +391,9 @@ class DrillPanel:
         self.describe.object = _describe(view)
         self._draw_children(view, children, selected, unit, tags, show_visits)
         self._draw_rows(view, payload["rows"], children, unit, tags)
+        if self._drawn_ahead and not ahead:
+            resend_tables([self.children_table, self.rows_table])
+        self._drawn_ahead = ahead
 
     def _draw_children(self, view: model.DrillView, children: dict | None, selected, unit: str,
                        tags: list[str], show_visits: bool) -> None:

@@ -15,6 +15,9 @@ faster than a few thousand points with either backend, and its size does not gro
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -25,7 +28,9 @@ from bokeh.plotting import figure
 
 from .model import unwrap_ra
 
-__all__ = ["RASTER_ABOVE", "sky_reference", "sky_figure", "steady", "colour_bar", "colour_image", "polygon_data", "outline_data", "PolygonPlot",
+log = logging.getLogger(__name__)
+
+__all__ = ["RASTER_ABOVE", "compile_kernels_in_background", "sky_reference", "sky_figure", "steady", "colour_bar", "colour_image", "polygon_data", "outline_data", "PolygonPlot",
            "PointsPlot", "HistogramPlot", "histogram_data", "SeriesPlot", "failure_data", "raster"]
 
 #: Per-row tables longer than this are datashaded instead of drawn point by point (a patch's
@@ -166,6 +171,38 @@ class PolygonPlot:
         if title is not None:
             self.fig.title.text = title
         self.fig.tags = list(tags)
+
+
+_COMPILING = threading.Lock()
+_COMPILED = False
+
+
+def compile_kernels_in_background() -> None:
+    """Datashade a few points the way the views do, in a thread, once per process: Numba compiles now.
+
+    The first datashaded image of a server cost ~2 s of compiling (the first tract step of the
+    first session took 2.7 s). Started once the first page is on screen (`app`), not with the
+    server: compiling holds the interpreter, and the first quick look waited for it.
+    The types here (float64 x, y and value; mean and count) are those of every view (`PointsPlot.prepare`).
+    """
+    global _COMPILED
+    with _COMPILING:
+        if _COMPILED:
+            return
+        _COMPILED = True
+
+    def run() -> None:
+        started = time.perf_counter()
+        points = np.linspace(0.0, 1.0, 64)
+        try:
+            raster(points, points, points)
+            raster(points, points, None)
+        except Exception as exc:  # noqa: BLE001 - only a speed-up: the views datashade (and report) themselves
+            log.info("could not compile the datashader kernels ahead: %s", exc)
+            return
+        log.info("datashader kernels compiled in %.1f s", time.perf_counter() - started)
+
+    threading.Thread(target=run, name="surveyqa-compile-datashader", daemon=True).start()
 
 
 def raster(x: np.ndarray, y: np.ndarray, c: np.ndarray | None) -> dict:

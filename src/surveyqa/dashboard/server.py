@@ -90,29 +90,6 @@ def _warm_up(config: DashboardConfig) -> None:
         log.info("warm-up of the quick look failed (the page will say why): %s", exc)
         return
     log.info("quick look ready in %.1f s", time.perf_counter() - started)
-    _compile_datashader()
-
-
-def _compile_datashader() -> None:
-    """Datashade a few points the way the metric views do, so that Numba compiles its kernels now.
-
-    The first datashaded image of a server process cost ~2 s of compiling (the first tract
-    step of the first session took 2.7 s); the types here (float64 x, y and value; mean and
-    count) are those of every view (`plots.PointsPlot.prepare`).
-    """
-    import numpy as np
-
-    from . import plots
-
-    started = time.perf_counter()
-    points = np.linspace(0.0, 1.0, 64)
-    try:
-        plots.raster(points, points, points)
-        plots.raster(points, points, None)
-    except Exception as exc:  # noqa: BLE001 - only a speed-up: the views datashade (and report) themselves
-        log.info("could not compile the datashader kernels ahead: %s", exc)
-        return
-    log.info("datashader kernels compiled in %.1f s", time.perf_counter() - started)
 
 
 def serve_source(source: DataSource, port: int = 0, show: bool = False, *, address: str = "127.0.0.1",
