@@ -85,8 +85,8 @@ def clicked_key(event, frame: pd.DataFrame, key: str):
     return frame.iloc[event.row][key]
 
 
-def resend_tables(tables: list[pn.widgets.Tabulator], delay_ms: int = 1500) -> None:
-    """Send the tables' rows once more, a little later: the first rows of a page built ahead may be lost.
+def resend_tables(tables: list[pn.widgets.Tabulator], every_ms: int = 500, times: int = 3) -> None:
+    """Send the tables' rows again, a few times in the next seconds: the first rows of a page built ahead may be lost.
 
     Panel's table view drops new rows that arrive while the browser still builds the table
     (Panel 1.9: ``setData`` returns at once while initializing), so a click in the second after
@@ -100,7 +100,7 @@ def resend_tables(tables: list[pn.widgets.Tabulator], delay_ms: int = 1500) -> N
         for table in tables:
             table.value = table.value.copy()
 
-    pn.state.add_periodic_callback(resend, period=delay_ms, count=1)
+    pn.state.add_periodic_callback(resend, period=every_ms, count=times)
 
 
 def _worst_rows(rows: pd.DataFrame, columns: dict, limit: int = 200) -> pd.DataFrame:
