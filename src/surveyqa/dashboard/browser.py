@@ -3,8 +3,8 @@
 Waiting follows DESIGN.md: a plot is ready when the Bokeh model with its name (and the tags of
 the level asked for) exists, its view has finished rendering, and its data source is filled.
 Only what a user sees counts: a page the dashboard keeps in the document but hides (a page
-built ahead of its first click, or one left for another) has the same plots, with
-``visibility: hidden``.
+built ahead of its first click, or one left for another) has the same plots and tables; such a
+page has the class ``sq-page`` and ``opacity: 0`` (`SHOWN_PAGE`, `shown`).
 Chromium is the system one (``/usr/bin/chromium`` unless ``SURVEYQA_CHROMIUM`` says otherwise);
 nothing is downloaded.
 """

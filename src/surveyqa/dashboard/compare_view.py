@@ -21,7 +21,7 @@ from bokeh.palettes import RdBu11
 from bokeh.plotting import figure
 
 from . import compare, plots
-from .drill_view import clicked_key, resend_tables
+from .drill_view import clicked_key, resend_tables, set_crumbs_and_band
 from .quicklook_view import format_value
 from .source import memo
 from .state import DrillState
@@ -202,12 +202,7 @@ class CompareDrillPanel:
         tags = ["compare", f"level:{view.level}"] + [f"{k}:{v}" for k, v in view.selection.items() if v is not None]
         self._syncing = True
         try:
-            labels = [c["label"] for c in view.breadcrumbs]
-            self.crumbs.param.update(options=labels, value=labels[-1])
-            options = {bd: bd for bd in view.bands}
-            if view.mode == "visit":  # visit mode may show every band at once
-                options = {"all bands": "", **options}
-            self.band.param.update(options=options, value=view.band or "", disabled=len(view.bands) < 2)
+            set_crumbs_and_band(self.crumbs, self.band, view)
         finally:
             self._syncing = False
         self.describe.object = self._describe(view, unit)

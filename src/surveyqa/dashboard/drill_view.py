@@ -20,7 +20,7 @@ from .source import memo
 from .state import DrillState
 
 __all__ = ["DrillPanel", "overlapping_visits", "drill_model", "drill_payload", "children_payload", "clicked_key",
-           "resend_tables"]
+           "resend_tables", "set_crumbs_and_band"]
 
 TABLE_COLUMNS = ["value", "unit", "n", "status", "outlier"]
 #: Every table of children has a column per key (those not shown hidden): a step then changes rows, not columns.
@@ -101,6 +101,19 @@ def resend_tables(tables: list[pn.widgets.Tabulator], every_ms: int = 500, times
             table.value = table.value.copy()
 
     pn.state.add_periodic_callback(resend, period=every_ms, count=times)
+
+
+def set_crumbs_and_band(crumbs: pn.widgets.RadioButtonGroup, band: pn.widgets.Select, view) -> None:
+    """Point a drill page's breadcrumbs and band selector (single run or compared) at ``view``'s place.
+
+    The selector stays shown, disabled with one band: a change of visibility lays the page out.
+    """
+    labels = [c["label"] for c in view.breadcrumbs]
+    crumbs.param.update(options=labels, value=labels[-1])
+    options = {b: b for b in view.bands}
+    if view.mode == "visit":  # visit mode may show every band at once
+        options = {"all bands": "", **options}
+    band.param.update(options=options, value=view.band or "", disabled=len(view.bands) < 2)
 
 
 def _worst_rows(rows: pd.DataFrame, columns: dict, limit: int = 200) -> pd.DataFrame:
@@ -366,12 +379,7 @@ class DrillPanel:
         self._crumbs = view.breadcrumbs
         self._syncing = True
         try:
-            labels = [c["label"] for c in view.breadcrumbs]
-            self.crumbs.param.update(options=labels, value=labels[-1])
-            options = {b: b for b in view.bands}
-            if view.mode == "visit":  # visit mode may show every band at once
-                options = {"all bands": "", **options}
-            self.band.param.update(options=options, value=view.band or "", disabled=len(view.bands) < 2)
+            set_crumbs_and_band(self.crumbs, self.band, view)
             self.toggle.param.update(value=state.show_visits, disabled=view.level != "tract",
                                      visible=view.mode == "coadd")
         finally:
