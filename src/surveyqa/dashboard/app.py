@@ -238,8 +238,8 @@ class _Session:
     def _build_ahead(self, places: list[DrillState], side: str) -> None:
         """Build the first place's page hidden, then the others one per turn of the event loop.
 
-        Between two pages the server reads the browser's messages: a click made meanwhile is
-        not kept waiting behind every page built ahead.
+        Each page is its own callback, so other callbacks of the server may run between them.
+        (Measured: a click sent at once was still drawn after both pages, 1.7 s at 100 tracts.)
         """
         if not places:
             return

@@ -21,7 +21,7 @@ from bokeh.palettes import RdBu11
 from bokeh.plotting import figure
 
 from . import compare, plots
-from .drill_view import clicked_key, resend_tables, set_crumbs_and_band
+from .drill_view import resend_tables, set_crumbs_and_band
 from .quicklook_view import format_value
 from .source import memo
 from .state import DrillState
@@ -180,7 +180,7 @@ class CompareDrillPanel:
         self._pick(self._shown.iloc[index][self._view.child_key])
 
     def _pick_row(self, event) -> None:
-        self._pick(clicked_key(event, self.children_table.value, self._view.child_key))
+        self._pick(self.children_table.value.iloc[event.row][self._view.child_key])
 
     # -- drawing -----------------------------------------------------------------------------
     def update(self, state: DrillState | None = None) -> None:

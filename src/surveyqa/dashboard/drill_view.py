@@ -19,7 +19,7 @@ from .quicklook_view import format_value
 from .source import memo
 from .state import DrillState
 
-__all__ = ["DrillPanel", "overlapping_visits", "drill_model", "drill_payload", "children_payload", "clicked_key",
+__all__ = ["DrillPanel", "overlapping_visits", "drill_model", "drill_payload", "children_payload",
            "resend_tables", "set_crumbs_and_band"]
 
 TABLE_COLUMNS = ["value", "unit", "n", "status", "outlier"]
@@ -70,19 +70,6 @@ def children_payload(view: model.DrillView) -> dict | None:
         out = {"key": key, "table": table, "polygons": polygons, "frame": children,
                "histogram": plots.histogram_data(children["value"])}
     return out
-
-
-def clicked_key(event, frame: pd.DataFrame, key: str):
-    """The ``key`` of the table row a click chose.
-
-    The cell's own value when the user clicked the key's cell: the rows the browser showed may
-    be older than ``frame`` when the click arrives (a page built ahead holds another place's rows
-    until its first update is drawn), and the row's index would then point at another row of
-    the new table. Any other cell: the row's index into ``frame``.
-    """
-    if getattr(event, "column", None) == key and event.value is not None:
-        return int(event.value)
-    return frame.iloc[event.row][key]
 
 
 def resend_tables(tables: list[pn.widgets.Tabulator], every_ms: int = 500, times: int = 3) -> None:
@@ -345,11 +332,10 @@ class DrillPanel:
         self._pick(self._children["polygons"]["shown"][index])
 
     def _pick_row(self, event) -> None:
-        self._pick(clicked_key(event, self._children["table"], self._children["key"]))
+        self._pick(self._children["table"].iloc[event.row][self._children["key"]])
 
     def _pick_visit(self, event) -> None:
-        visit = clicked_key(event, self._visits, "visit")
-        row = self._visits[self._visits["visit"] == visit].iloc[0]
+        row = self._visits.iloc[event.row]
         self.state.go(view="visits", metric=_visit_metric(self.source, self._view.metric), visit=int(row["visit"]),
                       band=row.get("band"))
 
