@@ -95,9 +95,21 @@ def test_empty_cells_against_a_loop():
             in_y = (y >= ymin + i * (ymax - ymin) / 4) & ((y < ymin + (i + 1) * (ymax - ymin) / 4) | (i == 3))
             ref[i * 4 + j] = np.count_nonzero(in_x & in_y)
     assert np.array_equal(cells["count"], ref)
-    result = measure(get_metric("health.emptyCellFraction"), {"x": x, "y": y, "tract": tract, "patch": patch},
-                     group_by=("tract", "patch"))
-    assert result.quantity() == 25 * u.percent
+
+
+def test_empty_cells_find_an_enclosed_hole_and_not_a_coverage_edge():
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(0, 1000, 20000), rng.uniform(0, 1000, 20000)
+    hole = np.hypot(x - 500, y - 500) < 150
+    edge = x > 700  # the patch's right part is outside the survey
+    metric = get_metric("health.emptyCellFraction")
+    keys = ("tract", "patch")
+    with_hole = measure(metric, {"x": x[~hole], "y": y[~hole], "tract": np.full((~hole).sum(), 1),
+                                 "patch": np.full((~hole).sum(), 7)}, group_by=keys).quantity()
+    assert 0 * u.percent < with_hole < np.pi * 0.15**2 * 100 * u.percent  # the cells inside the disc
+    with_edge = measure(metric, {"x": x[~edge], "y": y[~edge], "tract": np.full((~edge).sum(), 1),
+                                 "patch": np.full((~edge).sum(), 7)}, group_by=keys).quantity()
+    assert with_edge == 0 * u.percent
 
 
 def test_nan_fraction_splits_band_columns():

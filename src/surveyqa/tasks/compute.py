@@ -15,10 +15,12 @@ import pyarrow.compute as pc
 from surveyqa.errors import InsufficientDataError, MissingColumnError, SurveyQAError
 from surveyqa.metrics.engine import measure
 from surveyqa.metrics.library import available_metrics, get_metric
-from surveyqa.metrics.library.health import column_nan_table
+from surveyqa.metrics.library.calibration import star_residuals
+from surveyqa.metrics.library.health import column_nan_table, nan_explained
 from surveyqa.tasks.values import attach_specs, concat_values, to_metric_values
 
-__all__ = ["visit_qa", "tract_qa", "sample_stars", "detector_reference_qa", "NoReferenceObjectsError", "library_metrics",
+__all__ = ["visit_qa", "tract_qa", "calibration_qa", "matched_sources", "isolated_star_tables",
+           "primary_objects", "MATCH_COLUMNS", "sample_stars", "detector_reference_qa", "NoReferenceObjectsError", "library_metrics",
            "SOURCE_VALUE_COLUMNS"]
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,8 @@ def visit_qa(sources: pa.Table, ccd: pa.Table, visit: int, instrument: str | Non
     source_values, detector_values, metric_values : pyarrow.Table
     """
     ccd = ccd.rename_columns(["visit" if c == "visitId" else c for c in ccd.column_names])
+    if "sky_source" in sources.column_names:  # empty-sky measurements are not sources (Rubin's convention)
+        sources = sources.filter(pc.invert(pc.fill_null(sources.column("sky_source"), False)))
     ccd_visit = ccd.filter(pc.equal(ccd.column("visit"), visit))
     band = sources.column("band")[0].as_py() if sources.num_rows else (
         ccd_visit.column("band")[0].as_py() if ccd_visit.num_rows else None)
@@ -117,9 +121,7 @@ def visit_qa(sources: pa.Table, ccd: pa.Table, visit: int, instrument: str | Non
     offsets_v = measure(get_metric("health.zeroPointOffset"), ccd, group_by=("visit",))
     values.append(to_metric_values(offsets_v.values.filter(pc.equal(offsets_v.values.column("visit"), visit)),
                                    "visit", fixed))
-    melted = column_nan_table({c: _np(sources, c) for c in sources.column_names
-                               if pa.types.is_floating(sources.schema.field(c).type)},
-                              {"visit": np.full(sources.num_rows, visit)})
+    melted = _nan_table(sources, {"visit": np.full(sources.num_rows, visit)})
     melted.pop("band")
     values.append(_measure("health.nanFraction", melted, ("visit", "column"), "visit", fixed))
     metric_values = attach_specs(concat_values(values), instrument)
@@ -141,6 +143,26 @@ def visit_qa(sources: pa.Table, ccd: pa.Table, visit: int, instrument: str | Non
     source_values = _with_units(source_values, {"ra": "deg", "dec": "deg", "psfMag": "mag", "psfFwhm": "arcsec"})
     detector_values = _pivot_detectors(metric_values, ccd_visit, visit, band)
     return source_values, detector_values, metric_values
+
+
+def _nan_table(table: pa.Table, keys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`column_nan_table` of a catalog, counting only the NaN that no flag of the row explains."""
+    cols = {c: _np(table, c) for c in table.column_names
+            if pa.types.is_floating(table.schema.field(c).type) or pa.types.is_boolean(table.schema.field(c).type)}
+    floats = {c: v for c, v in cols.items() if v.dtype.kind == "f"}
+    return column_nan_table(floats, keys, nan_explained(cols))
+
+
+def primary_objects(objects: pa.Table) -> pa.Table:
+    """The unique, real objects of an ``objectTable_tract``: ``detect_isPrimary`` rows that are not
+    ``sky_object`` (every patch's detections are kept, overlaps included, plus empty-sky rows)."""
+    mask = None
+    if "detect_isPrimary" in objects.column_names:
+        mask = pc.fill_null(objects.column("detect_isPrimary"), False)
+    if "sky_object" in objects.column_names:
+        real = pc.invert(pc.fill_null(objects.column("sky_object"), False))
+        mask = real if mask is None else pc.and_(mask, real)
+    return objects if mask is None else objects.filter(mask)
 
 
 def _with_units(table: pa.Table, units: dict[str, str]) -> pa.Table:
@@ -190,25 +212,124 @@ def sample_stars(associations: pa.Table, max_stars: int | None, seed: int) -> tu
                                                    "isolated stars")
 
 
+#: Source columns the tract task reads from ``sourceTable_visit`` for its isolated stars (calibrated values).
+MATCH_COLUMNS = ["sourceId", "detector", "band", "ra", "dec", "psfFlux", "psfFluxErr", "psfFlux_flag", "extendedness",
+                 "pixelFlags_saturatedCenter", "pixelFlags_edge", "pixelFlags_interpolatedCenter", "pixelFlags_bad",
+                 "pixelFlags_cr", "centroid_flag"]
+#: Flags that keep a source out of the calibration checks (measurements the pipeline marks as bad).
+CALIBRATION_BAD_FLAGS = ("psfFlux_flag", "pixelFlags_saturatedCenter", "pixelFlags_edge",
+                         "pixelFlags_interpolatedCenter", "pixelFlags_bad", "pixelFlags_cr", "centroid_flag")
+#: The calibration checks use isolated-star sources of at least this S/N.
+CALIBRATION_MIN_SNR = 20.0
+
+
+def isolated_star_tables(a: pa.Table | None, b: pa.Table | None) -> tuple[pa.Table | None, pa.Table | None]:
+    """(sources, stars) of the isolated-star association, whichever dataset holds which.
+
+    lsst.pipe.tasks' IsolatedStarAssociationTask writes the per-source table (``obj_index``,
+    ``source_row``, ...) as ``isolated_star_presources`` and the per-star table
+    (``isolated_star_id``, ``source_cat_index``, ``nsource_{band}``) as
+    ``isolated_star_presource_associations``; older pipelines and other tools swap or rename them,
+    so the tables are told apart by their columns.
+    """
+    tables = [t for t in (a, b) if t is not None]
+    sources = next((t for t in tables if "obj_index" in t.column_names), None)
+    stars = next((t for t in tables if t is not sources and "isolated_star_id" in t.column_names), None)
+    return sources, stars
+
+
+def matched_sources(sources: pa.Table, visit_sources: dict[int, pa.Table] | None) -> pa.Table:
+    """The isolated stars' sources with their calibrated measurements from ``sourceTable_visit``.
+
+    The association is made on the pre-calibration sources; a final calibration's error (a zero
+    point, a detector's WCS) is in ``sourceTable_visit``, so each source's values are taken from
+    there by ``sourceId``. Without visit tables (or for sources they lack) the association's own
+    columns are used where it has them.
+    """
+    if not visit_sources:
+        return sources
+    parts = []
+    for visit, table in visit_sources.items():
+        cols = {c: table.column(c) for c in table.column_names}
+        cols["visit"] = pa.array(np.full(table.num_rows, visit, np.int64))
+        parts.append(pa.table(cols))
+    calibrated = pa.concat_tables(parts, promote_options="default")
+    sid = _np(calibrated, "sourceId").astype(np.int64)
+    order = np.argsort(sid, kind="stable")
+    want = _np(sources, "sourceId").astype(np.int64)
+    pos = np.clip(np.searchsorted(sid[order], want), 0, max(sid.size - 1, 0))
+    found = (sid.size > 0) & (sid[order][pos] == want) if sid.size else np.zeros(want.size, bool)
+    rows = order[pos][found]
+    out = {"obj_index": pa.array(_np(sources, "obj_index")[found].astype(np.int64))}
+    for name in calibrated.column_names:
+        out[name] = calibrated.column(name).take(pa.array(rows))
+    missing = int(want.size - found.sum())
+    if missing:
+        log.info("%d isolated-star sources have no row in sourceTable_visit (not used)", missing)
+    return pa.table(out)
+
+
+def calibration_qa(matched: pa.Table, tract: int) -> list[pa.Table]:
+    """Photometric and astrometric offsets (and scatter) of every visit and (visit, detector) in a
+    tract, from its isolated stars (`surveyqa.metrics.library.calibration`)."""
+    n = matched.num_rows
+    needed = ("obj_index", "visit", "detector", "band", "ra", "dec", "psfFlux", "psfFluxErr")
+    if n == 0 or any(c not in matched.column_names for c in needed):
+        return []
+    flux, err = _np(matched, "psfFlux").astype(float), _np(matched, "psfFluxErr").astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mag = -2.5 * np.log10(flux) + AB_NJY
+        good = flux / err >= CALIBRATION_MIN_SNR
+    for flag in CALIBRATION_BAD_FLAGS:
+        if flag in matched.column_names:
+            good &= ~_np(matched, flag).astype(bool)
+    if "extendedness" in matched.column_names:
+        with np.errstate(invalid="ignore"):
+            good &= ~(_np(matched, "extendedness").astype(float) >= 0.5)
+    idx = np.flatnonzero(good)
+    band = _np(matched, "band").astype(str)[idx]
+    visit = _np(matched, "visit").astype(np.int64)[idx]
+    detector = _np(matched, "detector").astype(np.int64)[idx]
+    res = star_residuals(_np(matched, "obj_index")[idx], visit, detector, band, mag[idx],
+                         _np(matched, "ra").astype(float)[idx], _np(matched, "dec").astype(float)[idx])
+    rows = {"visit": visit, "detector": detector, "band": band, "tract": np.full(idx.size, tract, np.int64), **res}
+    fixed = {"tract": tract}
+    values = []
+    for name in ("health.visitPhotOffset", "health.visitAstromOffset", "health.photScatter", "health.astromScatter"):
+        values.append(_measure(name, rows, ("visit", "band"), "visit", fixed))
+    for name in ("health.detectorPhotOffset", "health.detectorAstromOffset", "health.photScatter",
+                 "health.astromScatter"):
+        values.append(_measure(name, rows, ("visit", "detector", "band"), "detector", fixed))
+    return values
+
+
 def tract_qa(objects: pa.Table, associations: pa.Table | None, presources: pa.Table | None, tract: int,
-             instrument: str | None = None, max_stars: int | None = 10000) -> tuple[pa.Table, pa.Table]:
+             instrument: str | None = None, max_stars: int | None = 10000,
+             visit_sources: dict[int, pa.Table] | None = None) -> tuple[pa.Table, pa.Table]:
     """QA of one tract: per-(isolated star, band) values and metric values (object counts, density
-    and empty cells per patch, NaN fraction per column and band, SRD metrics per band).
+    and empty cells per patch, NaN fraction per column and band, SRD metrics per band, and the
+    calibration offsets of each visit and detector from the isolated stars).
 
     Parameters
     ----------
     objects : pyarrow.Table
-        ``objectTable_tract`` (needs ``x``, ``y``, ``patch`` and band-prefixed flux columns).
+        ``objectTable_tract`` (needs ``x``, ``y``, ``patch`` and band-prefixed flux columns); only
+        its primary, real rows are counted (`primary_objects`).
     associations, presources : pyarrow.Table or None
-        ``isolated_star_presource_associations`` and ``isolated_star_presources`` of the tract.
+        The two tables of the tract's isolated-star association, in either order
+        (`isolated_star_tables`).
     max_stars : int or None
         The SRD metrics use at most this many isolated stars (a seeded sample, see `sample_stars`).
+    visit_sources : dict of visit -> pyarrow.Table, optional
+        ``sourceTable_visit`` columns (`MATCH_COLUMNS`) of the visits overlapping the tract: the
+        calibrated values of the isolated stars' sources.
 
     Returns
     -------
     object_values, metric_values : pyarrow.Table
     """
     fixed = {"tract": tract}
+    objects = primary_objects(objects)
     obj = objects if "tract" in objects.column_names else objects.append_column(
         "tract", pa.array(np.full(objects.num_rows, tract, np.int64)))
     values = [
@@ -217,19 +338,22 @@ def tract_qa(objects: pa.Table, associations: pa.Table | None, presources: pa.Ta
         _measure("health.objectDensity", obj, ("tract", "patch"), "patch", fixed),
         _measure("health.emptyCellFraction", obj, ("tract", "patch"), "patch", fixed),
     ]
-    float_cols = {c: _np(objects, c) for c in objects.column_names if pa.types.is_floating(objects.schema.field(c).type)}
-    melted = column_nan_table(float_cols, {"tract": np.full(objects.num_rows, tract, np.int64)})
+    melted = _nan_table(objects, {"tract": np.full(objects.num_rows, tract, np.int64)})
     values.append(_measure("health.nanFraction", melted, ("tract", "band", "column"), "tract", fixed))
     object_values = _empty_object_values()
-    if associations is not None and associations.num_rows:
-        assoc = associations.append_column("tract", pa.array(np.full(associations.num_rows, tract, np.int64)))
-        sample, note = sample_stars(assoc, max_stars, seed=tract)
-        srd = _try_library(sample, ("tract", "band"), "tract", fixed)
-        if note:
-            srd = [t.set_column(t.schema.get_field_index("note"), "note",
-                                pc.coalesce(t.column("note"), pa.scalar(note))) for t in srd]
-        values.extend(srd)
-        object_values = _object_values(assoc, presources, objects, tract)
+    sources, stars = isolated_star_tables(associations, presources)
+    if sources is not None and sources.num_rows:
+        matched = matched_sources(sources, visit_sources)
+        values.extend(calibration_qa(matched, tract))
+        assoc = matched.append_column("tract", pa.array(np.full(matched.num_rows, tract, np.int64)))
+        if "psfFlux" in assoc.column_names:
+            sample, note = sample_stars(assoc, max_stars, seed=tract)
+            srd = _try_library(sample, ("tract", "band"), "tract", fixed)
+            if note:
+                srd = [t.set_column(t.schema.get_field_index("note"), "note",
+                                    pc.coalesce(t.column("note"), pa.scalar(note))) for t in srd]
+            values.extend(srd)
+            object_values = _object_values(assoc, stars, objects, tract)
     return object_values, attach_specs(concat_values(values), instrument)
 
 

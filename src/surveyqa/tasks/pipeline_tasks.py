@@ -73,6 +73,17 @@ class QaDetectorReferenceConnections(pipeBase.PipelineTaskConnections,
                               doc="Astrometric and photometric offsets against the reference catalog.")
 
 
+    def adjustQuantum(self, inputs, outputs, label, data_id):
+        """Only (visit, detector) pairs with a ``visit_detector_region`` get a quantum.
+
+        In a DRP repository only the processed pairs have regions (and data): the instrument's
+        other detectors would be thousands of empty quanta.
+        """
+        if data_id.hasRecords() and data_id.records.get("visit_detector_region") is None:
+            raise pipeBase.NoWorkFound(f"visit {data_id['visit']} detector {data_id['detector']} was not processed")
+        return super().adjustQuantum(inputs, outputs, label, data_id)
+
+
 class QaDetectorReferenceConfig(pipeBase.PipelineTaskConfig, pipelineConnections=QaDetectorReferenceConnections):
     match_radius = pexConfig.Field[float](doc="Match radius, arcsec.", default=1.0)
 
@@ -129,6 +140,12 @@ class QaDetectorReferenceTask(pipeBase.PipelineTask):
         butlerQC.put(pipeBase.Struct(metric_values=values), outputRefs)
 
 
+def _present_columns(handle, wanted: list[str]) -> list[str]:
+    """The columns of ``wanted`` that a Parquet dataset has (Rubin's tables differ across releases)."""
+    names = set(handle.get(component="columns"))
+    return [c for c in wanted if c in names]
+
+
 # -- per tract -------------------------------------------------------------------------------
 
 class QaTractConnections(pipeBase.PipelineTaskConnections, dimensions=("skymap", "tract")):
@@ -139,6 +156,10 @@ class QaTractConnections(pipeBase.PipelineTaskConnections, dimensions=("skymap",
     associations = cT.Input(name="isolated_star_presource_associations", storageClass="ArrowTable", multiple=True,
                             minimum=0, dimensions=("instrument", "skymap", "tract"),
                             doc="Sources associated with the isolated stars.")
+    visit_sources = cT.Input(name="sourceTable_visit", storageClass="ArrowTable", multiple=True, minimum=0,
+                             dimensions=("instrument", "visit"), deferLoad=True,
+                             doc="Single-visit sources of the visits overlapping the tract: the calibrated values "
+                                 "of the isolated stars' sources (only their columns are read).")
     object_values = cT.Output(name="qaObjectValues_tract", storageClass="ArrowTable", dimensions=("skymap", "tract"),
                               doc="Per (isolated star, band) repeatability values, sorted by patch.")
     metric_values = cT.Output(name="qaMetricValues_tract", storageClass="ArrowTable", dimensions=("skymap", "tract"),
@@ -164,8 +185,13 @@ class QaTractTask(pipeBase.PipelineTask):
         assoc = inputs["associations"][0] if inputs["associations"] else None
         cat = inputs["presources"][0] if inputs["presources"] else None
         instrument = inputRefs.associations[0].dataId["instrument"] if inputRefs.associations else None
+        visit_sources = {}
+        if assoc is not None or cat is not None:
+            for handle in inputs["visit_sources"]:
+                present = _present_columns(handle, compute.MATCH_COLUMNS)
+                visit_sources[handle.dataId["visit"]] = handle.get(parameters={"columns": present})
         object_values, metric_values = compute.tract_qa(inputs["objects"], assoc, cat, tract, instrument,
-                                                        self.config.max_srd_stars or None)
+                                                        self.config.max_srd_stars or None, visit_sources)
         self.log.info("tract %s: %d metric values, %d failing", tract, metric_values.num_rows,
                       metric_values.column("status").to_pylist().count("fail"))
         butlerQC.put(pipeBase.Struct(object_values=object_values, metric_values=metric_values), outputRefs)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -17,7 +20,8 @@ import pyarrow.compute as pc
 from surveyqa.errors import SurveyQAError
 from surveyqa.metrics.specs import OPERATORS
 
-__all__ = ["METRIC_VALUE_SCHEMA", "to_metric_values", "attach_specs", "concat_values", "choose_spec"]
+__all__ = ["METRIC_VALUE_SCHEMA", "to_metric_values", "attach_specs", "attach_outliers", "load_outlier_rules",
+           "concat_values", "choose_spec"]
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +30,7 @@ METRIC_VALUE_SCHEMA = pa.schema([
     ("band", pa.string()), ("physical_filter", pa.string()), ("tract", pa.int64()), ("patch", pa.int64()), ("visit", pa.int64()),
     ("detector", pa.int64()), ("column", pa.string()), ("n", pa.int64()), ("selection", pa.string()),
     ("aggregation", pa.string()), ("spec", pa.string()), ("threshold", pa.float64()), ("status", pa.string()),
-    ("note", pa.string()),
+    ("note", pa.string()), ("rule", pa.string()),
 ])
 
 
@@ -138,4 +142,65 @@ def attach_specs(table: pa.Table, instrument: str | None = None, registry=None) 
             status.append("pass" if bool(OPERATORS[chosen.operator](np.float64(value), thr)) else "fail")
     table = table.set_column(table.schema.get_field_index("spec"), "spec", pa.array(spec, pa.string()))
     table = table.set_column(table.schema.get_field_index("threshold"), "threshold", pa.array(threshold, pa.float64()))
-    return table.set_column(table.schema.get_field_index("status"), "status", pa.array(status, pa.string()))
+    rule = [("spec" if s == "fail" else None) for s in status]
+    table = table.set_column(table.schema.get_field_index("rule"), "rule", pa.array(rule, pa.string()))
+    table = table.set_column(table.schema.get_field_index("status"), "status", pa.array(status, pa.string()))
+    return attach_outliers(table)
+
+
+@dataclass(frozen=True)
+class OutlierRule:
+    """A value fails as an outlier among its peers (same metric, level and ``peers`` columns) when its
+    robust z-score exceeds ``z_max`` and it lies at least ``min_deviation`` above the peers' median."""
+
+    metric: str
+    peers: tuple[str, ...]
+    z_max: float
+    min_deviation: u.Quantity
+    min_peers: int
+
+
+@lru_cache(maxsize=1)
+def load_outlier_rules() -> dict[str, OutlierRule]:
+    """The outlier rules of ``surveyqa/metrics/data/surveyqa/outliers.yaml``, by metric."""
+    import yaml
+
+    path = Path(__file__).resolve().parent.parent / "metrics" / "data" / "surveyqa" / "outliers.yaml"
+    raw = yaml.safe_load(path.read_text()) or {}
+    return {name: OutlierRule(name, tuple(r.get("peers", ())), float(r["z_max"]),
+                              float(r["min_deviation"]["value"]) * u.Unit(r["min_deviation"]["unit"]),
+                              int(r.get("min_peers", 5))) for name, r in raw.items()}
+
+
+def attach_outliers(table: pa.Table, rules: Mapping[str, OutlierRule] | None = None) -> pa.Table:
+    """Fail the values that stand out among their peers (`OutlierRule`); ``rule`` says which rule fired.
+
+    Only values above their peers' median are outliers: these metrics are offsets and scatters,
+    where higher is worse. ``rule`` becomes ``spec``, ``outlier`` or ``spec+outlier``.
+    """
+    rules = load_outlier_rules() if rules is None else rules
+    if table.num_rows == 0 or not rules:
+        return table
+    df = table.select(["metric", "level", "value", "unit", *sorted({c for r in rules.values() for c in r.peers})]
+                      ).to_pandas()
+    status = np.asarray(table.column("status").to_pylist(), dtype=object)
+    rule = np.asarray(table.column("rule").to_pylist(), dtype=object)
+    for name, r in rules.items():
+        mine = df[(df["metric"] == name) & np.isfinite(df["value"])]
+        if mine.empty:
+            continue
+        keys = ["level", *r.peers]
+        for _, group in mine.groupby(keys, dropna=False):
+            if len(group) < r.min_peers:
+                continue
+            values = group["value"].to_numpy(float)
+            median = np.median(values)
+            sigma = 1.4826 * np.median(np.abs(values - median))
+            floor = r.min_deviation.to_value(u.Unit(group["unit"].iloc[0] or ""))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = (values - median) / sigma
+            out = group.index.to_numpy()[(z > r.z_max) & (values - median >= floor)]
+            status[out] = "fail"
+            rule[out] = ["spec+outlier" if x == "spec" else "outlier" for x in rule[out]]
+    table = table.set_column(table.schema.get_field_index("rule"), "rule", pa.array(rule.tolist(), pa.string()))
+    return table.set_column(table.schema.get_field_index("status"), "status", pa.array(status.tolist(), pa.string()))

@@ -38,7 +38,8 @@ from surveyqa.metrics.actions.select import Selection
 from surveyqa.metrics.columns import Frame
 from surveyqa.metrics.engine import Metric
 
-__all__ = ["METRICS", "CELLS_PER_SIDE", "COADD_PIXEL_SCALE", "split_band_column", "cell_counts", "column_nan_table"]
+__all__ = ["METRICS", "CELLS_PER_SIDE", "COADD_PIXEL_SCALE", "split_band_column", "cell_counts", "column_nan_table",
+           "explaining_flags", "nan_explained", "ROW_FLAGS"]
 
 #: Cells per patch side for the empty-region search (a 4 x 4 grid).
 CELLS_PER_SIDE = 4
@@ -113,7 +114,70 @@ def split_band_column(name: str) -> tuple[str | None, str]:
     return None, name
 
 
-def column_nan_table(columns: Mapping[str, np.ndarray], keys: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+#: Columns whose NaN is explained by the pipeline's centroid or shape flag (DP1 Source / Object names).
+_CENTROID = {"x", "y", "xErr", "yErr", "ra", "dec", "raErr", "decErr", "coord_ra", "coord_dec",
+             "coord_raErr", "coord_decErr", "centroid_x", "centroid_y"}
+_SHAPE = {"ixx", "iyy", "ixy", "ixxPSF", "iyyPSF", "ixyPSF", "ixxDebiasedPSF", "iyyDebiasedPSF", "ixyDebiasedPSF"}
+#: Row flags that explain a NaN in any column of the row (no data under the source).
+ROW_FLAGS = ("pixelFlags_nodata", "pixelFlags_nodataCenter")
+
+
+def explaining_flags(name: str) -> list[str]:
+    """The flag columns whose True value explains a NaN in column ``name`` (Rubin's naming).
+
+    ``psfFlux`` and ``psfFluxErr`` -> ``psfFlux_flag``; ``i_cModelFlux`` -> ``i_cModelFlux_flag``,
+    ``i_cModel_flag``; ``x``, ``ra`` -> ``centroid_flag``; ``ixx`` -> ``shape_flag``; an object
+    table's band prefix is kept. Magnitudes are explained through their fluxes (`nan_explained`).
+    """
+    band, base = split_band_column(name)
+    prefix = f"{band}_" if band else ""
+    stem = base[:-3] if base.endswith("Err") else base
+    out = [f"{stem}_flag"]
+    for suffix in ("_instFlux", "Flux"):
+        if stem.endswith(suffix):
+            out.append(f"{stem[: -len(suffix)]}_flag")
+    if stem in _CENTROID:
+        out.append("centroid_flag")
+    if stem in _SHAPE:
+        out += ["shape_flag", "i_flag", "iPSF_flag"]
+    out += list(ROW_FLAGS)
+    return list(dict.fromkeys(prefix + f if not f.startswith(("pixelFlags", "centroid")) or not prefix else f
+                              for f in out)) + ([f"{prefix}{f}" for f in ROW_FLAGS] if prefix else [])
+
+
+def nan_explained(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """For each floating-point column, the rows where a NaN is the pipeline's own (its flag is set).
+
+    A magnitude (``*Mag``, ``*MagErr``) is explained where its flux is non-positive (no magnitude
+    exists) or the flux's NaN is explained. Columns with no flag and no explanation get no entry.
+    """
+    flags = {k: np.asarray(v).astype(bool) for k, v in columns.items() if np.asarray(v).dtype.kind == "b"}
+    out: dict[str, np.ndarray] = {}
+    for name, values in columns.items():
+        if np.asarray(values).dtype.kind != "f":
+            continue
+        mask = None
+        for flag in explaining_flags(name):
+            if flag in flags:
+                mask = flags[flag] if mask is None else mask | flags[flag]
+        if mask is not None:
+            out[name] = mask
+    for name in list(columns):
+        band, base = split_band_column(name)
+        stem = base[:-3] if base.endswith("Err") else base
+        if not stem.endswith("Mag"):
+            continue
+        flux = (f"{band}_" if band else "") + stem[:-3] + "Flux"
+        if flux in columns:
+            with np.errstate(invalid="ignore"):
+                no_mag = ~(np.asarray(columns[flux], float) > 0)
+            mask = no_mag & (out[flux] | np.isfinite(columns[flux]) if flux in out else np.isfinite(columns[flux]))
+            out[name] = mask | out.get(name, False)
+    return out
+
+
+def column_nan_table(columns: Mapping[str, np.ndarray], keys: Mapping[str, np.ndarray],
+                     explained: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Melt a table into one row per (group, column): the percentage of non-finite values.
 
     Parameters
@@ -122,12 +186,17 @@ def column_nan_table(columns: Mapping[str, np.ndarray], keys: Mapping[str, np.nd
         The table's columns; only floating-point ones are checked.
     keys : mapping of name -> array
         Group keys per row (``visit``, or ``tract``).
+    explained : mapping of name -> bool array, optional
+        Rows where a column's NaN is explained by its flag (`nan_explained`): those are not counted.
+        The pipeline flagging a measurement it could not make is not a defect; a NaN no flag
+        explains is.
 
     Returns
     -------
     dict of arrays: the keys, ``column`` (without band prefix), ``band`` (from the prefix of an
     object-table column such as ``i_psfFlux``; '' otherwise), ``nan_percent`` and ``n_rows``.
     """
+    explained = explained or {}
     n_rows_total = len(next(iter(columns.values()))) if columns else 0
     codes, uniques = factorize_keys(list(keys.values()), n_rows_total)
     n_groups = len(uniques[0]) if uniques else 1
@@ -140,7 +209,10 @@ def column_nan_table(columns: Mapping[str, np.ndarray], keys: Mapping[str, np.nd
         values = np.asarray(values)
         if values.dtype.kind != "f" or name in keys:
             continue
-        bad = group_count(codes, n_groups, weights=~np.isfinite(values))
+        bad = ~np.isfinite(values)
+        if name in explained:
+            bad &= ~np.asarray(explained[name], bool)
+        bad = group_count(codes, n_groups, weights=bad)
         band, base = split_band_column(name)
         for k, uniq in zip(keys, uniques):
             out[k].extend(uniq)
@@ -198,10 +270,49 @@ def _cells(frame: Frame, keys, selection) -> dict[str, np.ndarray]:
     return c
 
 
+#: The empty-region search aims at this many objects per cell (so that an empty cell is no chance).
+OBJECTS_PER_CELL = 20
+#: An empty cell is a hole when a ring of populated cells, at most this many cells out, encloses it.
+MAX_RING = 6
+
+
+def enclosed_empty(counts: np.ndarray, max_ring: int = MAX_RING, min_mean: float = OBJECTS_PER_CELL / 2) -> np.ndarray:
+    """Cells of a (side x side) grid of counts that are empty and enclosed by populated cells.
+
+    A hole in a coadd is an empty area with objects all around it; the empty cells at a coverage
+    edge (a patch half outside the survey, a chip gap of too few visits) have no such ring, and a
+    ring reaching past the patch is not known to be populated. A ring must hold on average at
+    least ``min_mean`` objects per cell, so that the emptiness inside it is no statistical chance.
+    """
+    side = counts.shape[0]
+    out = np.zeros(counts.shape, dtype=bool)
+    for i, j in zip(*np.nonzero(counts == 0)):
+        for k in range(1, max_ring + 1):
+            if i - k < 0 or j - k < 0 or i + k >= side or j + k >= side:
+                break
+            block = counts[i - k:i + k + 1, j - k:j + k + 1]
+            ring = np.concatenate([block[0], block[-1], block[1:-1, 0], block[1:-1, -1]])
+            if np.all(ring > 0):
+                out[i, j] = ring.mean() >= min_mean
+                break
+    return out
+
+
 def _empty_cells(frame: Frame, keys, selection) -> dict[str, np.ndarray]:
-    c = _cells(frame, keys, selection)
-    c["value"] = 100.0 * (c["count"] == 0)
-    return c
+    """Per cell: 100 where it is an enclosed hole (`enclosed_empty`), else 0; the grid of each
+    patch has about `OBJECTS_PER_CELL` objects per cell (at least 4 x 4 cells)."""
+    x, y = np.asarray(frame.get("x"), float), np.asarray(frame.get("y"), float)
+    tract, patch = np.asarray(frame.get("tract")), np.asarray(frame.get("patch"))
+    codes, (ut, up) = factorize_keys([tract, patch], x.size)
+    parts: dict[str, list] = {"tract": [], "patch": [], "cell": [], "count": [], "value": []}
+    for g in range(len(ut)):
+        rows = codes == g
+        side = int(np.clip(np.sqrt(rows.sum() / OBJECTS_PER_CELL), CELLS_PER_SIDE, 64))
+        c = cell_counts(x[rows], y[rows], tract[rows], patch[rows], cells=side)
+        hole = enclosed_empty(c["count"].reshape(side, side)).ravel()
+        parts["tract"].append(c["tract"]), parts["patch"].append(c["patch"]), parts["cell"].append(c["cell"])
+        parts["count"].append(c["count"]), parts["value"].append(100.0 * hole)
+    return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
 
 
 def _object_density(frame: Frame, keys, selection) -> dict[str, np.ndarray]:
@@ -242,8 +353,8 @@ METRICS = [
            agg.mean(), "Coadd objects per square arcminute (mean over the cells of a patch)",
            higher_is_better=True, row_kind="cell"),
     Metric("health.emptyCellFraction", u.percent, "patch", ("x", "y", "tract", "patch"), _empty_cells, ALL,
-           agg.mean(), f"Percentage of the {CELLS_PER_SIDE}x{CELLS_PER_SIDE} cells of a patch with no coadd object "
-           "(a hole in the coadd)", row_kind="cell"),
+           agg.mean(), "Percentage of the cells of a patch that are empty and enclosed by populated cells "
+           "(a hole in the coadd, not a coverage edge)", row_kind="cell"),
     Metric("health.psfFwhm", u.arcsec, "source", ("ixx_psf", "iyy_psf"), _psf_fwhm, sel.finite("value"),
            agg.median(), "Median FWHM of the PSF model at the sources (from its second moments)"),
     Metric("health.zeroPoint", u.mag, "detector", ("zeroPoint",), _zero_point, sel.finite("value"), agg.median(),
@@ -252,8 +363,8 @@ METRICS = [
            sel.finite("value"), agg.median(),
            "|zero point - median zero point of its band over all visits| (a wrong calibration)"),
     Metric("health.nanFraction", u.percent, "source", ("nan_percent", "n_rows"), _nan_fraction, ALL,
-           _weighted_mean("n_rows"), "Percentage of NaN or infinite values in a floating-point column "
-           "(on a table melted by column_nan_table)"),
+           _weighted_mean("n_rows"), "Percentage of NaN or infinite values in a floating-point column that no flag "
+           "explains (on a table melted by column_nan_table)"),
     Metric("health.astromOffset", u.mas, "source", ("dra", "ddec", "extendedness", "snr"), _astrom_offset,
            reference_stars(), _vector_median(),
            "Offset of source positions from the reference catalog: length of the median (dRA cos Dec, dDec)",
