@@ -208,7 +208,8 @@ def _truth(config: RubinSimConfig, ccds: list[_Ccd], rng) -> dict[str, np.ndarra
 
 # -- defects -----------------------------------------------------------------------------------
 
-def _place_defects(config: RubinSimConfig, visits, ccds: list[_Ccd], ring: RingTract, band_of, rng) -> dict:
+def _place_defects(config: RubinSimConfig, visits, ccds: list[_Ccd], ring: RingTract, band_of, rng,
+                   stars_truth: dict) -> dict:
     d = config.defects
     truth: dict = {}
     visit_ids = [v.id for v in visits if any(c.visit == v.id for c in ccds)]
@@ -217,7 +218,11 @@ def _place_defects(config: RubinSimConfig, visits, ccds: list[_Ccd], ring: RingT
         truth["zeropoint_visit"] = {"visit": v, "band": band_of[v], "offset": d.zeropoint_offset, "unit": "mag",
                                     "metric": "health.visitPhotOffset", "level": "visit"}
     if d.astrometry_detector:
-        inner = [c for c in ccds if 0 < ring.patch_index(*ring.pixels(c.ra, c.dec)) and
+        # A detector with enough bright stars to measure it by (a detector holding three stars can be
+        # judged by no method): the busier half of the processed detectors.
+        bright = stars_truth["isStar"] & (stars_truth["r_mag"] < 22.5)
+        counts = np.array([c.locate(stars_truth["ra"][bright], stars_truth["dec"][bright])[0].sum() for c in ccds])
+        inner = [c for c, k in zip(ccds, counts) if k >= np.median(counts) and
                  truth.get("zeropoint_visit", {}).get("visit") != c.visit]
         c = inner[int(rng.integers(len(inner)))]
         truth["astrometry_detector"] = {"visit": c.visit, "detector": c.detector, "band": band_of[c.visit],
@@ -297,8 +302,8 @@ def make_rubin_survey(repo: str, config: RubinSimConfig | None = None, collectio
     for v in visits:
         band_of[v.id] = filters[v.physical_filter]
     rng = np.random.default_rng([config.seed, 11])
-    defects = _place_defects(config, visits, ccds, ring, band_of, rng)
     truth = _truth(config, ccds, np.random.default_rng([config.seed, 12]))
+    defects = _place_defects(config, visits, ccds, ring, band_of, rng, truth)
     n = truth["ra"].size
     cover = {b: np.zeros(n, np.int32) for b in DEPTH}
     base = config.baseline

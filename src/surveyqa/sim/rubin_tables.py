@@ -253,8 +253,16 @@ def object_table(ring, truth: dict, cover: dict[str, np.ndarray], conditions: di
     t["detect_isPatchInner"] = np.r_[primary, np.ones(n_sky, bool)]
     t["detect_isTractInner"] = np.ones(len(t), bool)
     t["sky_object"] = np.r_[np.zeros(rows.size, bool), np.ones(n_sky, bool)]
-    t["refBand"] = np.full(len(t), "i")
-    t["refExtendedness"] = np.r_[cols["i_extendedness"][rows], np.full(n_sky, np.nan)]
+    # The reference band of each object: the first of Rubin's priority list with data there.
+    ref = np.full(sel.size, "", dtype="<U1")
+    ref_ext = np.full(sel.size, np.nan)
+    for band in "irzyg":
+        if f"{band}_extendedness" in cols:
+            take = (ref == "") & ~cols[f"{band}_psfFlux_flag"]
+            ref[take] = band
+            ref_ext[take] = cols[f"{band}_extendedness"][take]
+    t["refBand"] = np.r_[ref[rows], np.full(n_sky, "i")]
+    t["refExtendedness"] = np.r_[ref_ext[rows], np.full(n_sky, np.nan)]
     for name, values in cols.items():
         if values.dtype.kind == "f":
             sky = rng.normal(0, 1, n_sky) * np.nanmedian(cols[name.replace("Err", "") + "Err"]) \

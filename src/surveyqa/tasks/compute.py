@@ -219,8 +219,10 @@ MATCH_COLUMNS = ["sourceId", "detector", "band", "ra", "dec", "psfFlux", "psfFlu
 #: Flags that keep a source out of the calibration checks (measurements the pipeline marks as bad).
 CALIBRATION_BAD_FLAGS = ("psfFlux_flag", "pixelFlags_saturatedCenter", "pixelFlags_edge",
                          "pixelFlags_interpolatedCenter", "pixelFlags_bad", "pixelFlags_cr", "centroid_flag")
-#: The calibration checks use isolated-star sources of at least this S/N.
-CALIBRATION_MIN_SNR = 20.0
+#: The calibration checks use the isolated stars whose median S/N over their sources (per band) is at least
+#: this: a cut on each source's own S/N would keep only the sources scattered bright near the cut, and
+#: bias the shallow visits bright (Eddington bias).
+CALIBRATION_MIN_SNR = 30.0
 
 
 def isolated_star_tables(a: pa.Table | None, b: pa.Table | None) -> tuple[pa.Table | None, pa.Table | None]:
@@ -279,15 +281,23 @@ def calibration_qa(matched: pa.Table, tract: int) -> list[pa.Table]:
     flux, err = _np(matched, "psfFlux").astype(float), _np(matched, "psfFluxErr").astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         mag = -2.5 * np.log10(flux) + AB_NJY
-        good = flux / err >= CALIBRATION_MIN_SNR
+        snr = flux / err
+    good = np.isfinite(snr)
     for flag in CALIBRATION_BAD_FLAGS:
         if flag in matched.column_names:
             good &= ~_np(matched, flag).astype(bool)
     if "extendedness" in matched.column_names:
         with np.errstate(invalid="ignore"):
             good &= ~(_np(matched, "extendedness").astype(float) >= 0.5)
-    idx = np.flatnonzero(good)
-    band = _np(matched, "band").astype(str)[idx]
+    from surveyqa.metrics.actions.groups import factorize_keys, group_percentile
+
+    all_band = _np(matched, "band").astype(str)
+    codes, _ = factorize_keys([_np(matched, "obj_index")[good], all_band[good]], int(good.sum()))
+    star_snr, _ = group_percentile(codes, snr[good], int(codes.max()) + 1 if codes.size else 0, 50.0)
+    bright = np.zeros(n, bool)
+    bright[np.flatnonzero(good)] = star_snr[codes] >= CALIBRATION_MIN_SNR
+    idx = np.flatnonzero(bright)
+    band = all_band[idx]
     visit = _np(matched, "visit").astype(np.int64)[idx]
     detector = _np(matched, "detector").astype(np.int64)[idx]
     res = star_residuals(_np(matched, "obj_index")[idx], visit, detector, band, mag[idx],

@@ -158,6 +158,7 @@ class OutlierRule:
     z_max: float
     min_deviation: u.Quantity
     min_peers: int
+    center: str = "median"
 
 
 @lru_cache(maxsize=1)
@@ -169,14 +170,15 @@ def load_outlier_rules() -> dict[str, OutlierRule]:
     raw = yaml.safe_load(path.read_text()) or {}
     return {name: OutlierRule(name, tuple(r.get("peers", ())), float(r["z_max"]),
                               float(r["min_deviation"]["value"]) * u.Unit(r["min_deviation"]["unit"]),
-                              int(r.get("min_peers", 5))) for name, r in raw.items()}
+                              int(r.get("min_peers", 5)), str(r.get("center", "median"))) for name, r in raw.items()}
 
 
 def attach_outliers(table: pa.Table, rules: Mapping[str, OutlierRule] | None = None) -> pa.Table:
     """Fail the values that stand out among their peers (`OutlierRule`); ``rule`` says which rule fired.
 
-    Only values above their peers' median are outliers: these metrics are offsets and scatters,
-    where higher is worse. ``rule`` becomes ``spec``, ``outlier`` or ``spec+outlier``.
+    Only values above their peers' centre are outliers: these metrics are offsets and scatters,
+    where higher is worse. The centre is the peers' median, or zero for offsets stored as
+    absolute values (``center: zero``), whose sigma is then 1.4826 times their median. ``rule`` becomes ``spec``, ``outlier`` or ``spec+outlier``.
     """
     rules = load_outlier_rules() if rules is None else rules
     if table.num_rows == 0 or not rules:
@@ -194,7 +196,8 @@ def attach_outliers(table: pa.Table, rules: Mapping[str, OutlierRule] | None = N
             if len(group) < r.min_peers:
                 continue
             values = group["value"].to_numpy(float)
-            median = np.median(values)
+            # An offset's expected value is zero: its peers' |values| give the sigma (|x| has median 0.674 sigma).
+            median = 0.0 if r.center == "zero" else np.median(values)
             sigma = 1.4826 * np.median(np.abs(values - median))
             floor = r.min_deviation.to_value(u.Unit(group["unit"].iloc[0] or ""))
             with np.errstate(divide="ignore", invalid="ignore"):

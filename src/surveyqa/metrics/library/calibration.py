@@ -166,7 +166,9 @@ def calibration_stars() -> sel.Selection:
                    f"{MIN_SOURCES_PER_STAR} sources per band), finite values")
 
 
-_MIN_N = 5
+#: Fewest stars for a value: the median of fewer stars scatters by more than a defect worth finding
+#: (measured on the Rubin-shaped survey: 5-11 stars gave 15-38 mmag on clean detectors).
+_MIN_N = 20
 
 METRICS = [
     Metric("health.visitPhotOffset", u.mmag, "source", ("dmag", "used"), _column("dmag"), calibration_stars(),
