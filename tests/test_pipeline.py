@@ -15,7 +15,7 @@ from lsst.daf.butler import Butler
 from surveyqa.butler import QARepository
 from surveyqa.cli import main
 from surveyqa.sim import DefectConfig, SimConfig, make_survey
-from surveyqa.tasks import PIPELINE
+from surveyqa.tasks import PIPELINE_REFCAT as PIPELINE
 
 SMALL = dict(detectors_per_side=2, tract_size=0.8, bands=("g", "r"), density=30000.0)
 PIPETASK = Path(sys.executable).parent / "pipetask"
