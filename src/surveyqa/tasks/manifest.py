@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from surveyqa.errors import SurveyQAError
 
-__all__ = ["build_manifest", "QA_DATASET_TYPES", "VALUES_DATASET", "PER_ROW"]
+__all__ = ["build_manifest", "complete_manifest", "QA_DATASET_TYPES", "VALUES_DATASET", "PER_ROW", "TASK_METRICS"]
 
 QA_DATASET_TYPES = ["qaSourceValues_visit", "qaDetectorValues_visit", "qaMetricValues_visit",
                     "qaMetricValues_detector", "qaObjectValues_tract", "qaMetricValues_tract", "qaManifest"]
@@ -27,6 +27,8 @@ PER_ROW = {
 }
 #: Metrics written by the per-detector reference task (not read back by the manifest task).
 DETECTOR_METRICS = {"health.astromOffset": "detector", "health.photRefOffset": "detector"}
+#: Metrics a pipeline task measures on its own, lost when it is switched off for want of an input.
+TASK_METRICS = {"qaDetectorReference": list(DETECTOR_METRICS)}
 VALUES_DATASET = {"visit": "qaMetricValues_visit", "tract": "qaMetricValues_tract",
                   "detector": "qaMetricValues_detector"}
 
@@ -94,3 +96,30 @@ def build_manifest(run: str, inputs: Sequence[str], tables: Sequence[pa.Table],
         "run": run, "inputs": list(inputs), "metrics": metrics, "dataset_types": QA_DATASET_TYPES,
         "levels": ["detector", "visit", "patch", "tract"],
     }
+
+
+def complete_manifest(manifest: dict, statuses: Sequence, switched_off: dict[str, str]) -> dict:
+    """The manifest with what did not run: ``failed`` and ``blocked`` quanta and ``switched_off`` tasks.
+
+    Written by ``surveyqa run`` after the quanta (the manifest task, which also runs under
+    ``pipetask``, sees only its own inputs; a manifest without these keys does not know).
+    The metrics of a switched-off task (`TASK_METRICS`) are dropped from ``metrics``.
+
+    Parameters
+    ----------
+    manifest : dict
+        As `build_manifest` returns it.
+    statuses : sequence of `surveyqa.tasks.executor.QuantumStatus`
+        Every quantum's outcome (``label``, ``status``, ``data_id``, ``exception_type``, ``message``).
+    switched_off : dict
+        ``{label: reason}`` of the tasks left out of the pipeline.
+    """
+    def entry(s) -> dict:
+        return {"label": s.label, "data_id": {k: v for k, v in s.data_id.items()},
+                "exception_type": s.exception_type, "message": s.message}
+
+    lost = {name for label in switched_off for name in TASK_METRICS.get(label, [])}
+    return {**manifest, "metrics": [m for m in manifest["metrics"] if m["name"] not in lost],
+            "failed": [entry(s) for s in statuses if s.status == "failed"],
+            "blocked": [entry(s) for s in statuses if s.status == "blocked"],
+            "switched_off": dict(switched_off)}
