@@ -132,8 +132,10 @@ def _choose_defects(config: SimConfig, visits: list[Visit], rng) -> dict:
         patch = int(rng.choice(interior))
         r0, r1, d0, d1 = box.patch_box(patch)
         half = d.empty_region_size / 2
-        cra = rng.uniform(r0 + half + 0.02, r1 - half - 0.02)
-        cdec = rng.uniform(d0 + half + 0.02, d1 - half - 0.02)
+        # Well inside the patch: a hole is seen where populated cells enclose it within the patch.
+        margin = max(0.0, min(0.35 * (r1 - r0) - half, 0.05))
+        cra = rng.uniform(r0 + half + margin, r1 - half - margin)
+        cdec = rng.uniform(d0 + half + margin, d1 - half - margin)
         truth["empty_region"] = {"tract": box.tract, "patch": patch, "ra_min": cra - half, "ra_max": cra + half,
                                  "dec_min": cdec - half, "dec_max": cdec + half, "unit": "deg"}
     if d.nan_flux_column:

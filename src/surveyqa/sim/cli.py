@@ -29,12 +29,14 @@ DEFECT_NAMES = ["bad-astrometry-detector", "bad-zeropoint-visit", "empty-region"
 @click.option("--like", type=click.Choice(sorted(LIKE)), default=None,
               help="Shape the survey like a real Rubin repository: its registry export's instrument, visits, "
                    "processed detectors and skymap, DP1 tables, Rubin's conventions, a realistic baseline.")
+@click.option("--export", "export", default=None, type=click.Path(dir_okay=False),
+              help="With --like: the Butler registry export (YAML) to use instead of the one the shape names.")
 @click.option("--truth", "truth_path", default=None, type=click.Path(dir_okay=False),
               help="With --like: where the truth JSON goes (default REPO.truth.json, outside the repository).")
 @click.option("--collection", default=None, help="RUN collection to write [default: sim, or drp with --like].")
 @click.option("--registry-db", default=None, help="PostgreSQL URL for the registry (postgresql+psycopg2://...); "
                                                   "SQLite inside the repository by default.")
-def sim(repo, seed, tracts, visits, bands, density, detectors_per_side, tract_size, defects, like, truth_path,
+def sim(repo, seed, tracts, visits, bands, density, detectors_per_side, tract_size, defects, like, export, truth_path,
         collection, registry_db):
     """Make a simulated survey, shaped like Rubin's data release outputs, in a new Butler repository REPO.
 
@@ -51,7 +53,7 @@ def sim(repo, seed, tracts, visits, bands, density, detectors_per_side, tract_si
     if like:
         from surveyqa.sim.rubin import RubinDefects, RubinSimConfig, make_rubin_survey
 
-        config = RubinSimConfig(like=like, seed=seed, defects=RubinDefects.from_names(list(defects)))
+        config = RubinSimConfig(like=like, seed=seed, defects=RubinDefects.from_names(list(defects)), export=export)
         if density != 50000.0:
             config.density = density
         truth = make_rubin_survey(repo, config, collection=collection or "drp", registry_db=registry_db,

@@ -51,7 +51,7 @@ class DefectConfig:
     outside_refcat: bool = False
     astrometry_offset: float = 0.2
     zeropoint_offset: float = 0.4
-    empty_region_size: float = 0.13
+    empty_region_size: float = 0.08
 
     @classmethod
     def all_on(cls) -> "DefectConfig":

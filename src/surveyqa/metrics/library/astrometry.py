@@ -158,7 +158,7 @@ def pair_rms_compute(annulus_arcmin: float, width_arcmin: float = ANNULUS_WIDTH_
             rows = rows[good[rows]]
         row_obj = groups.codes_at(rows)
         xyz = unit_vectors(frame.take("ra", rows), frame.take("dec", rows))
-        centre = np.column_stack([group_count(row_obj, n_obj, weights=xyz[:, i]) for i in range(3)])
+        centre = np.column_stack([group_count(row_obj, n_obj, weights=xyz[:, i]) for i in range(3)]).astype(float)
         with np.errstate(invalid="ignore", divide="ignore"):
             centre /= np.linalg.norm(centre, axis=1, keepdims=True)
         pair_a, pair_b = [], []

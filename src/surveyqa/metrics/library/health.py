@@ -281,8 +281,9 @@ def enclosed_empty(counts: np.ndarray, max_ring: int = MAX_RING, min_mean: float
 
     A hole in a coadd is an empty area with objects all around it; the empty cells at a coverage
     edge (a patch half outside the survey, a chip gap of too few visits) have no such ring, and a
-    ring reaching past the patch is not known to be populated. A ring must hold on average at
-    least ``min_mean`` objects per cell, so that the emptiness inside it is no statistical chance.
+    ring reaching past the patch is not known to be populated (letting it count gave false holes
+    at the coverage edges of the Rubin-shaped survey). A ring must hold on average at least
+    ``min_mean`` objects per cell, so that the emptiness inside it is no statistical chance.
     """
     side = counts.shape[0]
     out = np.zeros(counts.shape, dtype=bool)
