@@ -159,7 +159,7 @@ def _describe(exc: BaseException) -> str:
     """An exception's message, with an unreadable file named plainly (the Butler's wording is long)."""
     message = str(exc)
     if m := _FORMATTER_FAILURE.search(message):
-        return f"cannot read {m.group(1)} file {m.group(2)}: {m.group(3).splitlines()[0]}"
+        return f"cannot read {m.group(1).split('.')[0]} file {m.group(2)}: {m.group(3).splitlines()[0]}"
     if m := _SIZE_MISMATCH.search(message):
         return (f"cannot read file {m.group(1)}: {m.group(2)} bytes on disk, {m.group(3)} recorded in the registry "
                 "(overwritten or truncated)")

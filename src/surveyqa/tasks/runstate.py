@@ -115,7 +115,7 @@ def remove_output(repo: str | os.PathLike, output: str) -> list[str]:
         runs = [output]
     else:
         raise SurveyQAError(f"collection {output!r} is not the output of a QA run ({info.type.name})")
-    butler.removeRuns(runs, unstore=True)
+    butler.removeRuns(runs)  # files included
     for run in runs:
         remove_unregistered_files(repo, run, butler=butler)
     return runs
@@ -181,8 +181,9 @@ def remove_unregistered_files(repo: str | os.PathLike, run: str, butler=None) ->
     for sub in sorted((d for d in folder.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True):
         if not any(sub.iterdir()):
             sub.rmdir()
-    if not any(folder.iterdir()):
+    while folder != root and folder.is_dir() and not any(folder.iterdir()):  # qa/run1/<time>, then qa/run1, qa
         folder.rmdir()
+        folder = folder.parent
     return removed
 
 
