@@ -52,8 +52,8 @@ STATUS_SCHEMA = pa.schema([
     ("traceback", pa.string()), ("seconds", pa.float64()),
 ])
 
-_RESUME_HINT = ("`surveyqa run REPO --output {output} --resume` finishes it; `--replace` starts it again; "
-                "`surveyqa run --remove REPO --output {output}` removes it")
+_RESUME_HINT = ("`surveyqa run {repo} --output {output} --resume` finishes it; `--replace` starts it again; "
+                "`surveyqa run --remove {repo} --output {output}` removes it")
 
 
 @dataclass
@@ -319,7 +319,7 @@ def run_qa(repo: str | Path, inputs: str | list[str] | None, output: str, jobs: 
         except SurveyQAError:
             state = "not a QA"
         raise SurveyQAError(f"output collection {output!r} already exists ({state} run)",
-                            _RESUME_HINT.format(output=output) if state == "partial"
+                            _RESUME_HINT.format(repo=repo, output=output) if state == "partial"
                             else f"choose a new name, e.g. qa/run2, or --replace to run {output} again")
     if resume:
         if not exists:
@@ -353,7 +353,7 @@ def run_qa(repo: str | Path, inputs: str | list[str] | None, output: str, jobs: 
                     timings, t0)
     except KeyboardInterrupt as exc:
         raise runstate.RunInterrupted(f"interrupted ({exc or 'SIGINT'}): run {run} is partial",
-                                      _RESUME_HINT.format(output=output)) from None
+                                      _RESUME_HINT.format(repo=repo, output=output)) from None
     except SurveyQAError:
         raise
     except Exception as exc:
@@ -366,7 +366,7 @@ def _disk_full(repo, output: str, run: str, exc: BaseException):
     removed = runstate.remove_unregistered_files(repo, run)
     note = f"; {len(removed)} unregistered files removed" if removed else ""
     raise SurveyQAError(f"disk full while writing run {run} ({_describe(exc).splitlines()[0]}); the run is partial"
-                        f"{note}", "free some space, then " + _RESUME_HINT.format(output=output)) from exc
+                        f"{note}", "free some space, then " + _RESUME_HINT.format(repo=repo, output=output)) from exc
 
 
 def _run(repo, inputs, output, run, qa_pipeline, jobs, where, progress, resume, switched_off, timings, t0):

@@ -177,7 +177,7 @@ def remove_unregistered_files(repo: str | os.PathLike, run: str, butler=None) ->
     removed = [p for p in _datastore_files(root, folder) if p.resolve() not in registered]
     for path in removed:
         path.unlink()
-        log.warning("removed %s: written but never registered", path)
+        log.info("removed %s: written but never registered", path)
     for sub in sorted((d for d in folder.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True):
         if not any(sub.iterdir()):
             sub.rmdir()
