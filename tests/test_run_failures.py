@@ -119,6 +119,7 @@ def test_killed_run_is_partial_refused_resumed_and_removed(repo, capsys):
     proc.wait()
     butler = Butler.from_config(str(repo))
     assert run_state(butler, "qa/run1") == "partial"
+    assert QARepository(repo, "qa/run1").state == "partial"  # what a reader of the values is told
     run = butler.collections.get_info("qa/run1").children[0]
 
     assert main(["run", str(repo), "-i", "sim", "-o", "qa/run1", "-q"]) == 2

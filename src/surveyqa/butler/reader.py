@@ -72,6 +72,20 @@ class QARepository:
     def __repr__(self) -> str:
         return f"QARepository({self.repo!r}, {self.collection!r})"
 
+    @property
+    def state(self) -> str:
+        """``'complete'``, or ``'partial'`` for a run interrupted before it finished (its values are
+        readable but some are missing: ``surveyqa run ... --resume`` completes it)."""
+        if not hasattr(self, "_state"):
+            from surveyqa.tasks.runstate import run_state
+
+            try:
+                self._state = run_state(self.butler, self.collection)
+            except SurveyQAError as exc:  # not a QA run at all (e.g. an input collection)
+                log.debug("no run state for %s: %s", self.collection, exc)
+                self._state = "complete"
+        return self._state
+
     # -- dataset resolution ------------------------------------------------------------------
     def datasets(self, dataset_type: str) -> list[tuple[dict, str]]:
         """(data ID, local file path) of every dataset of a type in the collection (cached)."""
@@ -179,6 +193,9 @@ class QARepository:
 
             return METRIC_VALUE_SCHEMA.empty_table().to_pandas()
         df = pd.concat(parts, ignore_index=True)
+        if self.state == "partial":
+            log.warning("collection %s is a partial QA run (interrupted): some metric values are missing; "
+                        "`surveyqa run %s --output ... --resume` completes it", self.collection, self.repo)
         for key in ("tract", "patch", "visit", "detector", "n"):
             df[key] = df[key].astype("Int64")
         return df.sort_values(["metric", "level", "tract", "patch", "visit", "detector"], kind="stable",

@@ -531,7 +531,7 @@ def _complete_manifest(butler, predicted, xgraph, run: str, inputs: list[str], r
                 refs = butler.query_datasets(name, collections=run, explain=False, limit=None)
             except MissingDatasetTypeError:
                 refs = []
-            tables += [butler.get(r, parameters={"columns": ["metric", "level", "status"]}) for r in refs]
+            tables += [butler.get(r, parameters={"columns": ["metric", "level", "status", "tract"]}) for r in refs]
         manifest = build_manifest(run, inputs, tables, detector_metrics="qaDetectorReference" not in
                                   result.switched_off)
     manifest = complete_manifest(manifest, result.statuses, result.switched_off)

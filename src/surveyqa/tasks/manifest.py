@@ -57,13 +57,17 @@ def build_manifest(run: str, inputs: Sequence[str], tables: Sequence[pa.Table],
     registry = load_default_registry()
     seen: dict[str, dict] = {}
     for table in tables:
-        for metric, level, status in zip(table.column("metric").to_pylist(), table.column("level").to_pylist(),
-                                         table.column("status").to_pylist()):
+        # A value with a tract comes from the tract task (its calibration values are at visit and
+        # detector level too); one without, from the visit task.
+        tracts = table.column("tract").to_pylist() if "tract" in table.column_names else [None] * table.num_rows
+        for metric, level, status, tract in zip(table.column("metric").to_pylist(), table.column("level").to_pylist(),
+                                                table.column("status").to_pylist(), tracts):
             entry = seen.setdefault(metric, {"levels": set(), "n_values": 0, "n_fail": 0, "source": set()})
             entry["levels"].add(level)
             entry["n_values"] += 1
             entry["n_fail"] += status == "fail"
-            entry["source"].add("qaMetricValues_tract" if level in ("patch", "tract") else "qaMetricValues_visit")
+            entry["source"].add("qaMetricValues_tract" if level in ("patch", "tract") or tract is not None
+                                else "qaMetricValues_visit")
     for name, level in DETECTOR_METRICS.items() if detector_metrics else ():
         seen.setdefault(name, {"levels": {level}, "n_values": None, "n_fail": None,
                                "source": {"qaMetricValues_detector"}})

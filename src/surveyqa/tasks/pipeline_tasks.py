@@ -224,7 +224,7 @@ class QaManifestTask(pipeBase.PipelineTask):
         from surveyqa.tasks.manifest import build_manifest
 
         handles = butlerQC.get(inputRefs)
-        tables = [h.get(parameters={"columns": ["metric", "level", "status"]})
+        tables = [h.get(parameters={"columns": ["metric", "level", "status", "tract"]})
                   for h in handles["visit_values"] + handles["tract_values"]]
         run = outputRefs.manifest.run
         inputs = sorted({ref.run for ref in inputRefs.inputs_seen})
