@@ -35,6 +35,7 @@ from surveyqa.metrics.actions.aggregate import Aggregation
 from surveyqa.metrics.actions.groups import factorize_keys, group_percentile
 from surveyqa.metrics.columns import Frame
 from surveyqa.metrics.engine import Metric
+from surveyqa.metrics.library.health import _abs_median  # one |median| aggregation for every offset
 
 __all__ = ["METRICS", "star_residuals", "MIN_SOURCES_PER_STAR"]
 
@@ -129,13 +130,6 @@ def _vector(prefix: str):
         dx, dy = frame.get(f"dra{prefix}"), frame.get(f"ddec{prefix}")
         return {"dx": dx, "dy": dy, "value": np.hypot(dx, dy)}
     return compute
-
-
-def _abs_median() -> Aggregation:
-    def fn(v, c, g, rows):
-        m, n = group_percentile(c, v, g, 50.0)
-        return np.abs(m), n
-    return Aggregation("|median|", "absolute value of the median", fn)
 
 
 def _vector_median() -> Aggregation:
