@@ -188,7 +188,7 @@ def main() -> None:
         report(n, fig2, 2)
     if not args.no_pipetask:
         peer_s, rc, tail = run_pipetask(repo, f"qa/pt-{stamp}")
-        print(f"\npipetask run -j 1: {peer_s:.1f} s wall (exit {rc}; failed quanta are injected defects) "
+        print(f"\npipetask run -j 1: {peer_s:.1f} s wall (exit {rc}) "
               f"= {n / peer_s:,.0f} source rows/s; last line: {tail}")
 
     print("\n| run | wall s | source rows/s |")
