@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import psutil
 import pytest
 from lsst.daf.butler import Butler
 
-from surveyqa.butler import QARepository
+from surveyqa.butler import QARepository, open_repo
 from surveyqa.cli import main
 from surveyqa.sim import SimConfig, make_survey
 from surveyqa.tasks.runstate import check_consistency, run_state
@@ -61,9 +62,34 @@ def _wait_for(predicate, proc, what: str, timeout: float = 60.0) -> None:
 
 
 def _n_datasets(repo) -> int:
-    butler = Butler.from_config(str(repo))
+    butler = open_repo(repo)
     return sum(len(butler.query_datasets(t.name, collections="*", find_first=False, explain=False, limit=None))
                for t in butler.registry.queryDatasetTypes())
+
+
+_KILLED_WRITER = """
+import os, sqlite3, sys
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("PRAGMA cache_size=1")  # spill to the database file: the journal is needed to undo it
+connection.execute("BEGIN IMMEDIATE")
+connection.execute("CREATE TABLE half_written (x)")
+connection.executemany("INSERT INTO half_written VALUES (?)", ((b"x" * 500,) for _ in range(2000)))
+os._exit(0)  # as if killed: no commit, no rollback
+"""
+
+
+def test_a_transaction_cut_by_a_kill_is_rolled_back_before_reading(base_repo, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(base_repo, repo)
+    subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(repo / "gen3.sqlite3")], check=True)
+    assert (repo / "gen3.sqlite3-journal").stat().st_size > 0
+    with pytest.raises(Exception, match="readonly database"):  # what the Butler alone says
+        Butler.from_config(str(repo)).collections.query("*")
+    butler = open_repo(repo)
+    assert "sim" in set(butler.collections.query("*"))
+    tables = sqlite3.connect(repo / "gen3.sqlite3").execute("SELECT name FROM sqlite_master").fetchall()
+    assert ("half_written",) not in tables
+    assert check_consistency(repo) == []
 
 
 @pytest.mark.slow
@@ -111,15 +137,33 @@ def test_missing_reference_catalog_switches_off_its_task(repo, capsys):
     assert check_consistency(repo) == []
 
 
+def _dashboard_says_partial(repo, collection: str, tmp_path) -> None:
+    """The dashboard opens a partial run (it has no qaManifest yet), shows what it holds and says it is partial."""
+    import httpx
+
+    from surveyqa.dashboard import serve
+
+    handle, _ = serve(str(repo), collection, notebook_dir=tmp_path / "notebooks")
+    try:
+        page = httpx.get(handle.url.rstrip("/") + "/api/quicklook.json", timeout=60).json()
+        assert page["header"]["run_state"] == "partial"
+        assert page["metrics"] and any(m["status"] != "none" for m in page["metrics"])
+        failures = httpx.get(handle.url.rstrip("/") + "/api/failures.json", timeout=60).json()
+        assert failures["run_state"] == "partial"
+    finally:
+        handle.stop()
+
+
 @pytest.mark.slow
-def test_killed_run_is_partial_refused_resumed_and_removed(repo, capsys):
+def test_killed_run_is_partial_refused_resumed_and_removed(repo, capsys, tmp_path):
     proc = _cli(repo, "-i", "sim", "-o", "qa/run1", "-q")
     _wait_for(lambda: any((repo / "qa" / "run1").rglob("qaMetricValues_visit*")), proc, "qaVisit output")
     proc.kill()  # kill -9: no handler runs
     proc.wait()
-    butler = Butler.from_config(str(repo))
+    butler = open_repo(repo)  # rolls back a registry transaction the kill may have cut
     assert run_state(butler, "qa/run1") == "partial"
     assert QARepository(repo, "qa/run1").state == "partial"  # what a reader of the values is told
+    _dashboard_says_partial(repo, "qa/run1", tmp_path)
     run = butler.collections.get_info("qa/run1").children[0]
 
     assert main(["run", str(repo), "-i", "sim", "-o", "qa/run1", "-q"]) == 2
@@ -151,7 +195,7 @@ def test_replace_removes_a_partial_run_and_runs_again(repo, capsys):
     _wait_for(lambda: any((repo / "qa" / "run1").rglob("qaMetricValues_visit*")), proc, "qaVisit output")
     proc.kill()
     proc.wait()
-    first = Butler.from_config(str(repo)).collections.get_info("qa/run1").children[0]
+    first = open_repo(repo).collections.get_info("qa/run1").children[0]
     assert main(["run", str(repo), "-i", "sim", "-o", "qa/run1", "--replace", "-q"]) == 0
     butler = Butler.from_config(str(repo))
     assert run_state(butler, "qa/run1") == "complete"
@@ -177,7 +221,7 @@ def test_parallel_workers_die_with_their_parent(repo):
     before = _n_datasets(repo)
     time.sleep(5)  # anything still writing would register datasets now
     assert _n_datasets(repo) == before
-    assert run_state(Butler.from_config(str(repo)), "qa/par") == "partial"
+    assert run_state(open_repo(repo), "qa/par") == "partial"
 
 
 @pytest.mark.slow
@@ -197,7 +241,7 @@ def test_sigterm_terminates_the_workers_and_says_the_run_is_partial(repo):
     assert err.strip().splitlines()[-1].startswith("Error: interrupted (SIGTERM)") and "--resume" in err
     gone, alive = psutil.wait_procs(workers, timeout=3)
     assert not alive
-    assert run_state(Butler.from_config(str(repo)), "qa/par") == "partial"
+    assert run_state(open_repo(repo), "qa/par") == "partial"
 
 
 def _mount(*args: str) -> str | None:
@@ -245,7 +289,7 @@ def test_full_disk_stops_the_run_with_one_line_and_a_consistent_repository(base_
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("Error: disk full while writing run qa/run1/"), err
         assert "--resume" in err[0]
-        assert run_state(Butler.from_config(str(repo)), "qa/run1") == "partial"
+        assert run_state(open_repo(repo), "qa/run1") == "partial"
         assert check_consistency(repo) == []
         (disk / "filler").unlink()  # space again: the run can be finished
         assert main(["run", str(repo), "-o", "qa/run1", "--resume", "-q"]) == 0

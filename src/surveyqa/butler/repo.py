@@ -12,7 +12,7 @@ from pathlib import Path
 
 from surveyqa.errors import SurveyQAError
 
-__all__ = ["open_repo", "create_repo", "check_collection", "register_dataset_types", "DATASET_TYPES"]
+__all__ = ["open_repo", "recover_interrupted_transactions", "create_repo", "check_collection", "register_dataset_types", "DATASET_TYPES"]
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,40 @@ def open_repo(repo: str | os.PathLike, writeable: bool = False, collections=None
     if not (path / "butler.yaml").is_file():
         raise SurveyQAError(f"{path} is not a Butler repository (no butler.yaml): {_describe_dir(path)}",
                             "make one with `surveyqa sim PATH` or give the root of an existing repository")
+    if not writeable:
+        recover_interrupted_transactions(path)
     try:
         return Butler.from_config(str(path), writeable=writeable, collections=collections, run=run)
     except Exception as exc:  # the Butler raises many types for unreadable repositories
         raise SurveyQAError(f"cannot open the Butler repository at {path}: {exc}".splitlines()[0]) from exc
+
+
+def recover_interrupted_transactions(repo: str | os.PathLike) -> list[Path]:
+    """Roll back what a killed writer left in the SQLite registries of a repository.
+
+    A process killed during a registry transaction leaves a hot rollback journal; the Butler opens
+    a registry read-only (``mode=ro``) unless asked to write, and a read-only connection cannot
+    roll the journal back, so every read fails with "attempt to write a readonly database". An
+    ordinary read-write connection rolls it back on its first read, as SQLite documents.
+    Returns the registries recovered; raises a one-line `SurveyQAError` if the folder is read-only.
+    """
+    import sqlite3
+
+    recovered = []
+    for journal in sorted(Path(repo).glob("*-journal")):
+        database = journal.with_name(journal.name.removesuffix("-journal"))
+        if not database.is_file() or journal.stat().st_size == 0:
+            continue
+        try:
+            with sqlite3.connect(database) as connection:
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        except sqlite3.Error as exc:
+            raise SurveyQAError(f"the registry {database} holds a transaction a killed process left unfinished, "
+                                f"and it cannot be rolled back here: {exc}",
+                                "open the repository once where it is writable (any surveyqa command does)") from exc
+        log.info("rolled back an interrupted transaction in %s", database)
+        recovered.append(database)
+    return recovered
 
 
 def create_repo(repo: str | os.PathLike, registry_db: str | None = None, overwrite: bool = False):

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from surveyqa.errors import SurveyQAError
+from surveyqa.butler.repo import open_repo
 
 __all__ = ["run_state", "find_run", "remove_output", "check_consistency", "remove_unregistered_files",
            "check_writable", "is_disk_full", "RunInterrupted", "QuantaFailed", "IN_PROGRESS", "COMPLETE"]
@@ -152,10 +153,8 @@ def check_consistency(repo: str | os.PathLike) -> list[str]:
     Every registered dataset must have its file, and every file under the repository root (but
     the registry and ``butler.yaml``) must belong to a registered dataset.
     """
-    from lsst.daf.butler import Butler
-
     root = Path(repo).resolve()
-    butler = Butler.from_config(str(root))
+    butler = open_repo(root)
     registered = {p.resolve() for p in _registered_files(butler)}
     problems = [f"registered dataset without its file: {p}" for p in sorted(registered) if not p.exists()]
     problems += [f"file not registered: {p}" for p in sorted(_datastore_files(root)) if p.resolve() not in registered]
@@ -165,13 +164,11 @@ def check_consistency(repo: str | os.PathLike) -> list[str]:
 def remove_unregistered_files(repo: str | os.PathLike, run: str, butler=None) -> list[Path]:
     """Delete the files under a RUN's folder that no registered dataset owns (written, then never
     registered: a process killed or a disk full between the two). Empty folders go too."""
-    from lsst.daf.butler import Butler
-
     root = Path(repo).resolve()
     folder = (root / run).resolve()
     if root not in folder.parents or not folder.is_dir():
         return []
-    butler = butler or Butler.from_config(str(root))
+    butler = butler or open_repo(root)
     butler.registry.refresh()
     registered = {p.resolve() for p in _registered_files(butler)}
     removed = [p for p in _datastore_files(root, folder) if p.resolve() not in registered]
