@@ -35,10 +35,10 @@ __all__ = ["RubinSimConfig", "RubinDefects", "Baseline", "make_rubin_survey", "L
 
 log = logging.getLogger(__name__)
 
-_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+_DATA = Path(__file__).resolve().parent / "data"
 
 #: Real registry exports a survey can be shaped like: name -> (export file, skymap, tract).
-LIKE = {"hsc-rc2": ("butler_exports/hsc-rc2-subset.yaml", "hsc_rings_v1", 9615)}
+LIKE = {"hsc-rc2": ("hsc-rc2-subset.yaml", "hsc_rings_v1", 9615)}
 RUBIN_DEFECTS = ("zeropoint-visit", "astrometry-detector", "coadd-hole", "nan-column")
 AB = 31.4
 PIXEL_SCALE = 0.168  # arcsec, HSC
@@ -98,7 +98,7 @@ class RubinSimConfig:
     star_fraction: float = 0.15
     defects: RubinDefects = field(default_factory=RubinDefects)
     baseline: Baseline = field(default_factory=Baseline)
-    export: str | None = None  # path of the export; default: the one LIKE names, in ../shared/data
+    export: str | None = None  # path of the export; default: the one LIKE names (shipped in sim/data)
 
     def export_path(self) -> Path:
         if self.like not in LIKE:
