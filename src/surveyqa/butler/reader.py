@@ -55,6 +55,9 @@ class QARepository:
         Butler repository root.
     collection : str
         Collection holding the QA run (the ``--output`` of ``surveyqa run`` or ``pipetask run -o``).
+    state : str, optional
+        The run's `state` where the caller knows it better than the registry: ``surveyqa run``,
+        reading its own run before marking it complete. Read from the registry if omitted.
 
     Raises
     ------
@@ -62,7 +65,9 @@ class QARepository:
         One line saying what exists, if ``repo`` is not a repository or ``collection`` does not exist.
     """
 
-    def __init__(self, repo: str | os.PathLike, collection: str):
+    def __init__(self, repo: str | os.PathLike, collection: str, *, state: str | None = None):
+        if state is not None:
+            self._state = state
         self.repo = str(repo)
         self.collection = collection
         self.butler = open_repo(repo)
@@ -157,10 +162,26 @@ class QARepository:
         """The run's manifest (`qaManifest`): metrics, levels, selections, specs, dataset types."""
         refs = self.butler.query_datasets("qaManifest", collections=self.collection, find_first=True, explain=False) \
             if "qaManifest" in self._registered() else []
-        if not refs:
-            raise SurveyQAError(f"collection {self.collection!r} has no qaManifest",
-                                "is it the output collection of a QA run (surveyqa run ... --output)?")
-        return self.butler.get(refs[0])
+        if refs:
+            return self.butler.get(refs[0])
+        if self.state == "partial":  # killed before its manifest task: list what it did write
+            return self._partial_manifest()
+        raise SurveyQAError(f"collection {self.collection!r} has no qaManifest",
+                            "is it the output collection of a QA run (surveyqa run ... --output)?")
+
+    def _partial_manifest(self) -> dict:
+        """The manifest `build_manifest` makes of the metric values a partial run wrote, marked
+        ``partial``: the dashboard and the tracker can then show what there is, saying it is not all."""
+        import pyarrow.parquet as pq
+
+        from surveyqa.tasks.manifest import build_manifest
+
+        if "_manifest" not in self.__dict__:
+            paths = [path for dt in METRIC_VALUE_DATASETS for _, path in self.datasets(dt)]
+            tables = [pq.read_table(p, columns=[c for c in ("metric", "level", "status", "tract")
+                                                if c in pq.read_schema(p).names]) for p in paths]
+            self._manifest = {**build_manifest(self.collection, [], tables, detector_metrics=False), "partial": True}
+        return self._manifest
 
     def _registered(self) -> set[str]:
         return {dt.name for dt in self.butler.registry.queryDatasetTypes("qa*")}

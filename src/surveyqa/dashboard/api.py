@@ -94,7 +94,8 @@ class VisitsHandler(_Handler):
 
 class FailuresHandler(_Handler):
     def get(self) -> None:
-        self._send(lambda: {"failures": model._records(model.failures_view(self.config.source))})
+        self._send(lambda: {"run_state": model.run_state(self.config.source),
+                            "failures": model._records(model.failures_view(self.config.source))})
 
 
 class ManifestHandler(_Handler):

@@ -16,8 +16,12 @@ def failures_panel(source) -> pn.viewable.Viewable:
     """List every failed quantum (task, data ID, exception) and mark those with a position on the sky."""
     failures = model.failures_view(source)
     items = [pn.pane.HTML(f"<h2 class='sq-title' data-level='failures'>{len(failures)} failed quanta</h2>")]
+    partial = model.run_state(source) == "partial"
+    if partial:
+        items.append(pn.pane.Alert(model.PARTIAL_NOTICE, alert_type="warning", css_classes=["sq-partial"]))
     if not len(failures):
-        items.append(pn.pane.HTML("<p>Every quantum of this run succeeded.</p>"))
+        if not partial:
+            items.append(pn.pane.HTML("<p>Every quantum of this run succeeded.</p>"))
         return pn.Column(*items, sizing_mode="stretch_width")
     tracts = source.tracts()
     if {"ra", "dec"} <= set(failures.columns):

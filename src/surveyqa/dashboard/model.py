@@ -21,6 +21,7 @@ from .source import DataSource
 __all__ = [
     "LEVEL_ORDER", "metric_entries", "metric_entry", "quicklook", "QuickLook", "DrillView",
     "metric_view", "visit_view", "failures_view", "flag_outliers", "unwrap_ra", "row_columns",
+    "run_state", "PARTIAL_NOTICE",
 ]
 
 #: From the most rolled-up level to the finest.
@@ -147,10 +148,21 @@ def _sky_values(source: DataSource, metric: str, band: str | None) -> tuple[pd.D
     return _with_polygons(values, geometry, level), bands, band
 
 
+def run_state(source: DataSource) -> str:
+    """``'complete'`` or ``'partial'`` (a run interrupted before it finished); sources that do not
+    say are complete."""
+    return getattr(source, "state", "complete")
+
+
+PARTIAL_NOTICE = ("This run is partial: it was interrupted before it finished, so some values are missing "
+                  "and quanta that never ran are not listed as failed. "
+                  "`surveyqa run REPO -o COLLECTION --resume` completes it.")
+
+
 def _header(source: DataSource) -> dict:
     tracts = source.tracts()
     visits = source.visits()
-    header: dict[str, Any] = {"tracts": int(len(tracts))}
+    header: dict[str, Any] = {"run_state": run_state(source), "tracts": int(len(tracts))}
     if "n_patches" in tracts:
         header["patches"] = int(tracts["n_patches"].sum())
     else:

@@ -90,6 +90,8 @@ class QuickLookPanel:
         self.no_sky = pn.pane.HTML("<p>No metric has tract or visit values to map.</p>", visible=not sky_names)
         self.panel = pn.Column(
             pn.pane.HTML(f"<h2>{html.escape(title)} — quick look</h2>"),
+            pn.pane.Alert(model.PARTIAL_NOTICE, alert_type="warning", css_classes=["sq-partial"],
+                          visible=ql.header.get("run_state") == "partial"),
             pn.pane.HTML(_header_html(ql.header), name="header"),
             summary,
             pn.FlexBox(*buttons, sizing_mode="stretch_width"),

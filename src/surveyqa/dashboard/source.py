@@ -38,7 +38,10 @@ class DataSource(Protocol):
     """What the dashboard reads; `surveyqa.butler.QARepository` satisfies it.
 
     Polygons are lists of (RA, Dec) vertices in degrees; values are in the unit of their row.
+    ``state`` is ``'complete'``, or ``'partial'`` for a run interrupted before it finished.
     """
+
+    state: str
 
     def manifest(self) -> dict: ...
 
@@ -81,7 +84,8 @@ class TableSource:
                  tracts: pd.DataFrame | None = None, patches: pd.DataFrame | None = None,
                  visits: pd.DataFrame | None = None, detectors: pd.DataFrame | None = None,
                  failures: pd.DataFrame | None = None, objects: dict | None = None,
-                 sources: dict | None = None):
+                 sources: dict | None = None, state: str = "complete"):
+        self.state = state
         values = metric_values.copy()
         for column in METRIC_COLUMNS:
             if column not in values:
@@ -239,6 +243,10 @@ class CachedSource:
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """A value derived from the reads (a page's model), computed once per server for ``key``."""
         return self._get(("derived",) + tuple(key), compute)
+
+    @property
+    def state(self) -> str:
+        return self._get(("state",), lambda: getattr(self.source, "state", "complete"))
 
     def manifest(self) -> dict:
         return self._get(("manifest",), self.source.manifest)

@@ -563,7 +563,7 @@ def _write_metric_table(repo: str, butler, run: str) -> None:
     from surveyqa.tasks.values import METRIC_VALUE_SCHEMA
 
     butler.registry.refresh()
-    values = QARepository(repo, run).metric_values()
+    values = QARepository(repo, run, state=runstate.COMPLETE).metric_values()  # all its quanta are done
     table = pa.Table.from_pandas(values[METRIC_VALUE_SCHEMA.names], schema=METRIC_VALUE_SCHEMA, preserve_index=False)
     butler.put(table, "qaMetricValues", {}, run=run)
 
