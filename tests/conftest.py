@@ -21,11 +21,20 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_repo(tmp_path_factory) -> tuple[str, str]:
-    """The `surveyqa demo` repository (simulated survey with every defect + its QA run), built
-    once per test session: ``(repo_path, collection)``."""
+    """The simple-shape demo repository (`surveyqa demo --like simple`: surveyqa's own small survey
+    with every defect + its QA run), built once per test session: ``(repo_path, collection)``."""
     from surveyqa.demo import run_demo
 
-    return run_demo(tmp_path_factory.mktemp("demo") / "demo-repo")
+    return run_demo(tmp_path_factory.mktemp("demo") / "demo-repo", shape="simple")
+
+
+@pytest.fixture(scope="session")
+def rubin_demo_repo(tmp_path_factory) -> tuple[str, str]:
+    """The default `surveyqa demo` repository: Rubin-shaped DRP outputs on the real HSC RC2 registry
+    records, with every realistic defect, and its QA run. ``(repo_path, collection)``."""
+    from surveyqa.demo import run_demo
+
+    return run_demo(tmp_path_factory.mktemp("rubin-demo") / "demo-repo")
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ dashboard is served when asked."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -15,8 +16,23 @@ import pytest
 from surveyqa.cli import main
 
 
-def test_demo_no_serve_prints_the_quick_look(demo_repo, capsys):
-    assert main(["demo", "--no-serve", "--repo", demo_repo[0]]) == 0
+def test_demo_on_rubin_shaped_outputs_catches_every_injected_defect(rubin_demo_repo, capsys):
+    from surveyqa.demo import truth_path
+    from surveyqa.sim.rubin import RUBIN_DEFECTS
+
+    assert main(["demo", "--no-serve", "--repo", rubin_demo_repo[0]]) == 0
+    out = capsys.readouterr().out
+    assert "reusing the demo repository" in out
+    caught = out.split("Injected defects and what the QA flagged:")[1].strip().splitlines()
+    truth = json.loads(truth_path(rubin_demo_repo[0]).read_text())["defects"]
+    assert len(truth) == len(RUBIN_DEFECTS) == len(caught), caught
+    for line, (name, defect) in zip(caught, truth.items()):
+        assert line.strip().startswith(name.replace("_", " ")) and defect["metric"] in line
+        assert line.endswith(": caught"), line
+
+
+def test_demo_like_simple_prints_the_quick_look(demo_repo, capsys):
+    assert main(["demo", "--no-serve", "--like", "simple", "--repo", demo_repo[0]]) == 0
     out = capsys.readouterr().out
     assert "reusing the demo repository" in out
     assert "health.emptyCellFraction" in out and "FAIL" in out
@@ -35,10 +51,10 @@ def test_demo_refuses_a_repository_that_is_not_a_demo(tmp_path, capsys):
     assert "not a surveyqa demo one" in capsys.readouterr().err
 
 
-def test_demo_serves_the_dashboard(demo_repo, tmp_path):
+def test_demo_serves_the_dashboard(rubin_demo_repo, tmp_path):
     pytest.importorskip("surveyqa.dashboard.server", reason="the dashboard package is not installed")
     repo = tmp_path / "demo-copy"
-    shutil.copytree(demo_repo[0], repo)
+    shutil.copytree(rubin_demo_repo[0], repo)
     exe = Path(sys.executable).parent / "surveyqa"
     proc = subprocess.Popen([str(exe), "demo", "--repo", str(repo)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)

@@ -20,23 +20,40 @@ __all__ = ["demo", "run_demo", "quick_look", "DEMO_INPUT", "DEMO_OUTPUT"]
 
 log = logging.getLogger(__name__)
 
-DEMO_INPUT = "sim"
+DEMO_INPUT = "drp"
 DEMO_OUTPUT = "qa/demo"
+#: Shapes of the demo survey: ``hsc-rc2`` (Rubin's DRP outputs on real HSC registry records, the
+#: default) and ``simple`` (surveyqa's own small simulation, with a reference catalog).
+SHAPES = ("hsc-rc2", "simple")
+_SIMPLE_INPUT = "sim"
+
+
+def truth_path(repo: str | Path) -> Path:
+    """Where the demo's truth JSON is: beside the repository, never in it."""
+    return Path(str(Path(repo).resolve()) + ".truth.json")
 
 
 def run_demo(repo: str | Path = "demo-repo", seed: int = 1, jobs: int = 1, say: Callable[[str], None] = log.info,
-             progress=None) -> tuple[str, str]:
+             progress=None, shape: str = "hsc-rc2") -> tuple[str, str]:
     """Make the demo repository (or reuse a finished one) and run the QA pipeline over it.
+
+    Parameters
+    ----------
+    shape : str
+        One of `SHAPES`. ``hsc-rc2`` injects each realistic defect (`surveyqa.sim.rubin.RUBIN_DEFECTS`)
+        and writes its truth to `truth_path`; ``simple`` injects the simple simulation's defects.
 
     Returns
     -------
     repo, collection : str
         Where the QA outputs are.
     """
-    from surveyqa.sim import DefectConfig, SimConfig, make_survey
     from surveyqa.tasks.executor import run_qa
 
+    if shape not in SHAPES:
+        raise SurveyQAError(f"unknown demo shape {shape!r}", f"choose from {', '.join(SHAPES)}")
     repo = Path(repo)
+    inputs = DEMO_INPUT if shape == "hsc-rc2" else _SIMPLE_INPUT
     if (repo / "butler.yaml").exists():
         from surveyqa.butler.repo import open_repo
 
@@ -44,15 +61,22 @@ def run_demo(repo: str | Path = "demo-repo", seed: int = 1, jobs: int = 1, say: 
         if DEMO_OUTPUT in names:
             say(f"reusing the demo repository {repo} (remove it to start again)")
             return str(repo), DEMO_OUTPUT
-        if DEMO_INPUT not in names:
-            raise SurveyQAError(f"{repo} is a Butler repository but not a surveyqa demo one",
+        if inputs not in names:
+            raise SurveyQAError(f"{repo} is a Butler repository but not a surveyqa demo one of shape {shape}",
                                 "give another --repo path")
+    elif shape == "hsc-rc2":
+        from surveyqa.sim.rubin import RubinDefects, RubinSimConfig, make_rubin_survey
+
+        say(f"simulating a Rubin-shaped survey (HSC RC2 registry records) with every defect into {repo}")
+        make_rubin_survey(str(repo), RubinSimConfig(seed=seed, defects=RubinDefects.from_names(["all"])),
+                          collection=inputs, truth_path=truth_path(repo), progress=say)
     else:
+        from surveyqa.sim import DefectConfig, SimConfig, make_survey
+
         say(f"simulating a survey with every defect into {repo}")
-        make_survey(str(repo), SimConfig(seed=seed, defects=DefectConfig.all_on()), collection=DEMO_INPUT,
-                    progress=say)
-    say(f"running the QA pipeline: {DEMO_INPUT} -> {DEMO_OUTPUT}")
-    run_qa(str(repo), DEMO_INPUT, DEMO_OUTPUT, jobs=jobs, progress=progress)
+        make_survey(str(repo), SimConfig(seed=seed, defects=DefectConfig.all_on()), collection=inputs, progress=say)
+    say(f"running the QA pipeline: {inputs} -> {DEMO_OUTPUT}")
+    run_qa(str(repo), inputs, DEMO_OUTPUT, jobs=jobs, progress=progress)
     return str(repo), DEMO_OUTPUT
 
 
@@ -89,12 +113,42 @@ def quick_look(repo: str | Path, collection: str) -> list[str]:
     lines += ["", f"Failed quanta ({len(failures)}):"]
     for _, row in failures.iterrows():
         lines.append(f"  {row['label']} {row['data_id']}: {row.get('exception_type')}: {row['message']}")
-    truth = qa.truth()
+    truth = qa.truth() or _truth_file(repo)
     if truth and truth.get("defects"):
         lines += ["", "Injected defects and what the QA flagged:"]
         for line in _defect_lines(truth["defects"], failing, failures):
             lines.append("  " + line)
     return lines
+
+
+def _truth_file(repo) -> dict | None:
+    import json
+
+    path = truth_path(repo)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+_ID_KEYS = ("tract", "patch", "visit", "detector", "band", "column")
+
+
+def _id_text(value) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _located_defect_line(name: str, defect: dict, failing) -> str:
+    """A defect whose truth names the metric and level that must single it out (Rubin-shaped
+    survey): where it is, and the data IDs at which that metric fails."""
+    import pandas as pd
+
+    sub = failing[(failing["metric"] == defect["metric"]) & (failing["level"] == defect["level"])]
+    keys = [k for k in _ID_KEYS if k in defect and (k != "band" or defect["level"] != "patch")]
+    where = " ".join(f"{k}={_id_text(defect[k])}" for k in keys)
+    size = (f"{100 * defect['fraction']:.3g} % of its sources" if "fraction" in defect else
+            next((f"{defect[k]} {defect.get('unit', '')}".strip() for k in ("offset", "diameter") if k in defect), ""))
+    flagged = sorted({" ".join(f"{k}={_id_text(row[k])}" for k in keys if not pd.isna(row.get(k)))
+                      for _, row in sub.iterrows()})
+    verdict = "caught" if where in flagged else "MISSED"
+    return f"{name.replace('_', ' ')} at {where} ({size}): {defect['metric']} fails at {flagged or 'none'}: {verdict}"
 
 
 def _data_id(row) -> str:
@@ -109,7 +163,7 @@ def _data_id(row) -> str:
 
 
 def _defect_lines(defects: dict, failing, failures) -> list[str]:
-    out = []
+    out = [_located_defect_line(name, d, failing) for name, d in defects.items() if "metric" in d]
     if "bad_astrometry_detector" in defects:
         d = defects["bad_astrometry_detector"]
         flagged = sorted(set(failing[failing["metric"] == "health.astromOffset"]["detector"].dropna().astype(int)))
@@ -146,11 +200,13 @@ def _defect_lines(defects: dict, failing, failures) -> list[str]:
 @click.option("--port", default=0, show_default=True, help="Dashboard port (0: a free one).")
 @click.option("--seed", default=1, show_default=True, help="Seed of the simulation.")
 @click.option("-j", "--jobs", default=1, show_default=True, help="Worker processes for the QA run.")
-def demo(repo, no_serve, port, seed, jobs):
+@click.option("--like", "shape", default=SHAPES[0], show_default=True, type=click.Choice(SHAPES),
+              help="hsc-rc2: Rubin's DRP outputs on real HSC registry records; simple: surveyqa's small simulation.")
+def demo(repo, no_serve, port, seed, jobs, shape):
     """Simulated survey with injected defects -> QA pipeline -> quick look -> dashboard.
 
-    Makes REPO (default ./demo-repo) with `surveyqa sim --defect all`, runs the QA pipeline into
-    collection qa/demo, prints which metrics pass and fail and which defects were caught, then
+    Makes REPO (default ./demo-repo) with `surveyqa sim --like hsc-rc2 --defect all` (truth in
+    REPO.truth.json, beside it), runs the QA pipeline into collection qa/demo, prints which metrics pass and fail and which defects were caught, then
     serves the drill-down dashboard and prints its URL (Ctrl-C stops it).
 
     \b
@@ -161,7 +217,7 @@ def demo(repo, no_serve, port, seed, jobs):
     from surveyqa.tasks.cli import quiet_executor_logs
 
     quiet_executor_logs()
-    repo, collection = run_demo(repo, seed=seed, jobs=jobs, say=click.echo)
+    repo, collection = run_demo(repo, seed=seed, jobs=jobs, say=click.echo, shape=shape)
     for line in quick_look(repo, collection):
         click.echo(line)
     if no_serve:
