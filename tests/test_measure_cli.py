@@ -72,3 +72,36 @@ def test_errors_exit_2_with_the_reason(shared_data, tmp_path, capsys):
 def test_help_has_an_example():
     out = subprocess.run([sys.executable, "-m", "surveyqa.cli", "measure", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "Example" in out.stdout and "surveyqa measure PA1" in out.stdout
+
+
+def _hsc_table(shared_data):
+    from astropy.table import Table
+
+    table = Table.read(shared_data / "hsc_ci_matched" / "matchedCatalogTract_0_r.fits.gz")
+    return table[[c for c in table.colnames if table[c].ndim == 1]]
+
+
+def test_parquet_units_read_in_astropy_and_rubin_conventions(shared_data, tmp_path, capsys):
+    import numpy as np
+    import pyarrow as pa
+
+    fits = shared_data / "hsc_ci_matched" / "matchedCatalogTract_0_r.fits.gz"
+    table = _hsc_table(shared_data)
+    astropy_style = tmp_path / "astropy.parquet"  # units in the astropy YAML header, coordinates in radians
+    table.write(astropy_style, format="parquet")
+    assert not pq.read_schema(astropy_style).field("coord_ra").metadata
+    native = {c: np.asarray(table[c]).astype(table[c].dtype.newbyteorder("=")) for c in table.colnames}
+    arrow = pa.table(native)  # per-field unit metadata, coordinates in degrees
+    fields = [f.with_metadata({"unit": "deg"}) if f.name in ("coord_ra", "coord_dec") else f for f in arrow.schema]
+    rubin_style = tmp_path / "rubin.parquet"
+    degrees = {c: np.degrees(arrow[c].to_numpy()) for c in ("coord_ra", "coord_dec")}
+    pq.write_table(pa.table({**{c: arrow[c] for c in arrow.column_names}, **degrees}, schema=pa.schema(fields)),
+                   rubin_style)
+    values = {}
+    for path in (fits, astropy_style, rubin_style):
+        for metric in ("AM1", "PA1"):
+            code, out, err = _run(["measure", metric, str(path), "--band", "r", "--columns", HSC, "--json"], capsys)
+            assert code == 0, err
+            values.setdefault(metric, []).append(json.loads(out)["value"])
+    for metric, (from_fits, *from_parquet) in values.items():
+        assert from_parquet == pytest.approx([from_fits] * 2, rel=1e-9), metric

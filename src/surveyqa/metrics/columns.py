@@ -608,6 +608,30 @@ def _is_parquet_file(table: object) -> bool:
     return isinstance(table, pq.ParquetFile)
 
 
+def arrow_units(schema) -> dict[str, u.UnitBase | None]:
+    """Each column's unit as an Arrow schema declares it.
+
+    Two conventions, read as daf_butler's Parquet formatter reads them: astropy's (the YAML
+    header of ``Table.write(..., format="parquet")`` in the ``table_meta_yaml`` schema key, which
+    takes precedence) and per-field ``unit`` metadata (daf_butler's own, pandas-free writers).
+    """
+    units = {}
+    for fld in schema:
+        meta = fld.metadata or {}
+        units[fld.name] = _unit_of(meta.get(b"unit") or meta.get(b"units"))
+    header = (schema.metadata or {}).get(b"table_meta_yaml")
+    if header:
+        from astropy.table import meta as table_meta
+
+        try:
+            columns = table_meta.get_header_from_yaml(header.decode("utf-8").splitlines())["datatype"]
+        except (table_meta.YamlParseError, KeyError, UnicodeDecodeError) as exc:
+            log.warning("ignoring an unreadable astropy header in a Parquet schema: %s", exc)
+            columns = []
+        units.update({c["name"]: _unit_of(c["unit"]) for c in columns if c.get("unit") and c["name"] in units})
+    return units
+
+
 def _column_arrays(table: object) -> tuple[Mapping[str, np.ndarray], dict[str, u.UnitBase | None]]:
     """Numpy arrays and declared units of the 1-d columns of an Arrow, pandas or astropy table."""
     raw: dict[str, np.ndarray] = {}
@@ -618,11 +642,8 @@ def _column_arrays(table: object) -> tuple[Mapping[str, np.ndarray], dict[str, u
         pa = None
     if pa is not None and (isinstance(table, pa.Table) or _is_parquet_file(table)):
         lazy = _ArrowColumns(table) if isinstance(table, pa.Table) else _ParquetColumns(table)
-        for fld in (table.schema if isinstance(table, pa.Table) else table.schema_arrow):
-            if fld.name in lazy:
-                meta = fld.metadata or {}
-                units[fld.name] = _unit_of(meta.get(b"unit") or meta.get(b"units"))
-        return lazy, units
+        declared = arrow_units(table.schema if isinstance(table, pa.Table) else table.schema_arrow)
+        return lazy, {name: unit for name, unit in declared.items() if name in lazy}
     try:
         from astropy.table import Table
     except ImportError:  # pragma: no cover
