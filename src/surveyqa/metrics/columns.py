@@ -92,6 +92,10 @@ LOGICAL_COLUMNS: dict[str, LogicalColumn] = {
         LogicalColumn("psf_e1", ("psf_e1",), _DL, "PSF model ellipticity e1", derive=("ixx_psf", "iyy_psf")),
         LogicalColumn("psf_e2", ("psf_e2",), _DL, "PSF model ellipticity e2",
                       derive=("ixx_psf", "iyy_psf", "ixy_psf")),
+        LogicalColumn("primary", ("detect_isPrimary",), None,
+                      "True for an object's primary detection (not in a patch or tract overlap)"),
+        LogicalColumn("deblended", ("detect_isDeblendedSource",), None,
+                      "True for a source that is the deblended child of its parent, or has no parent"),
         LogicalColumn("flag", ("psfFlux_flag",), None,
                       "True where a source is flagged bad; map several with '|' (OR)"),
     ]

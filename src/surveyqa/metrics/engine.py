@@ -67,7 +67,7 @@ class Metric:
     aliases : tuple of str
         Short names it is also found by (``PA1``).
     row_kind : str
-        What one per-row row is: ``source`` or ``pair``.
+        What one per-row row is: ``source``, ``object``, ``pair`` or ``pair_visit``.
     optional_columns : tuple of str
         Logical columns its compute step reads when the table has them (``band``, ``flag``);
         with ``required_columns`` and the selection's columns they make `input_columns`.

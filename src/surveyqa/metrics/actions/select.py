@@ -18,7 +18,7 @@ import numpy as np
 
 __all__ = [
     "Rows", "Selection", "everything", "unresolved", "snr_min", "mag_range", "not_flagged",
-    "min_count", "finite",
+    "min_count", "finite", "equal",
 ]
 
 log = logging.getLogger(__name__)
@@ -145,3 +145,11 @@ def finite(column: str) -> Selection:
     """Finite (not NaN, not infinite) values."""
     return Selection(f"finite_{column}", f"{column} finite", (column,),
                      lambda rows: np.isfinite(rows.get(column)))
+
+
+def equal(value: float, column: str, what: str | None = None, optional: bool = False) -> Selection:
+    """Rows whose column equals ``value`` (e.g. a per-object fraction of flagged sources of 0:
+    no source flagged); ``what`` says it in words. ``optional``: skipped where the column is absent."""
+    return Selection(f"{column}=={value:g}", what or f"{column} == {value:g}", (column,),
+                     lambda rows: rows.get(column) == value, optional=optional)
+

@@ -1,17 +1,19 @@
 """PSF ellipticity residual correlations, LPM-17 TE1 (1 arcmin) and TE2 (5 arcmin).
 
-Definition implemented (validate_drp ``tex.py`` / faro ``TExTask``, without treecorr):
+As lsst/faro computes them (``TExTask`` and ``utils/tex.py``, ``rhoStat = 1``), without treecorr:
 
 compute (every source row)
     Ellipticity residuals e_res = (e1 - psf_e1, e2 - psf_e2) in the distortion convention
     (e1 = (ixx - iyy)/(ixx + iyy), e2 = 2 ixy/(ixx + iyy)); per-row ``value`` = |e_res|.
 selection ``psf_stars``
-    Unresolved (extendedness < 0.5), S/N >= 50 (faro's ``snrMin``), not flagged, finite residuals.
+    faro's: extendedness < 0.5, S/N > 50 (strict), finite residuals; where the table has them, no
+    flagged source and every source deblended (``detect_isDeblendedSource``, the ``deblended``
+    column).
 aggregation
     The shear-shear correlation xi+(r) = <e_res,i . e_res,j> (= Re(g_i g_j*), invariant under
-    rotation into the pair frame) in 20 logarithmic bins of separation from 0.25 to 20 arcmin
-    (validate_drp's binning); TE1 = |mean of xi+ over bins with centre <= 1 arcmin|,
-    TE2 = |mean of xi+ over bins with centre >= 5 arcmin|. Pair sums are weighted pair counts
+    rotation into the pair frame) in 10 logarithmic bins of separation, 0.25-1 arcmin for TE1 and
+    5-20 arcmin for TE2 (faro's ``minSep`` / ``maxSep``, treecorr's ``nbins = 10``); TEx = the
+    mean over the bins of |xi+| (bins without pairs left out). Pair sums are weighted pair counts
     of a KD-tree on unit vectors (`scipy.spatial.cKDTree.count_neighbors` with weights), so no
     pair list is built: the cost is that of a dual-tree pair count, not N².
 """
@@ -34,14 +36,19 @@ from surveyqa.metrics.library.astrometry import unit_vectors
 
 __all__ = ["METRICS", "psf_stars", "xi_plus", "BIN_EDGES_ARCMIN"]
 
-#: validate_drp binning: 20 logarithmic bins from 0.25 to 20 arcmin.
-BIN_EDGES_ARCMIN = np.geomspace(0.25, 20.0, 21)
+#: faro's separation ranges (arcmin) of TE1 and TE2, each in 10 logarithmic bins.
+TE1_RANGE, TE2_RANGE, N_BINS = (0.25, 1.0), (5.0, 20.0), 10
+BIN_EDGES_ARCMIN = np.geomspace(*TE1_RANGE, N_BINS + 1)
+#: faro: fewer than 50 selected sources give no value.
 MIN_STARS = 50
 
 
 def psf_stars(snr: float = 50.0) -> Selection:
-    """Unresolved, S/N >= ``snr``, unflagged sources with finite ellipticity residuals."""
-    s = sel.unresolved() & sel.snr_min(snr) & sel.not_flagged() & sel.finite("value")
+    """faro's TEx sources: unresolved, S/N > ``snr``, unflagged, deblended, finite residuals."""
+    snr_above = Selection(f"snr>{snr:g}", f"snr > {snr:g}", ("snr",), lambda rows: rows.get("snr") > snr)
+    deblended = Selection("deblended", "deblended", ("deblended",), lambda rows: rows.get("deblended").astype(bool),
+                          optional=True)
+    s = sel.unresolved() & snr_above & sel.not_flagged() & deblended & sel.finite("value")
     return s.named("psf_stars", f"PSF stars: {s.description}")
 
 
@@ -72,21 +79,21 @@ def xi_plus(ra_deg: np.ndarray, dec_deg: np.ndarray, g1: np.ndarray, g2: np.ndar
     return centres, xip, npair / 2.0
 
 
-def _tex_aggregation(radius_arcmin: float, above: bool) -> Aggregation:
+def _tex_aggregation(sep_range: tuple[float, float]) -> Aggregation:
+    edges = np.geomspace(*sep_range, N_BINS + 1)
+
     def fn(v, c, g, rows):
         out = np.full(g, np.nan)
         n = group_count(c, g).astype(np.int64)
         for k in np.flatnonzero(n > 1):  # loop over groups (visits, tracts), not rows
             m = c == k
-            centres, xip, _ = xi_plus(rows["ra"][m], rows["dec"][m], rows["e1_res"][m], rows["e2_res"][m])
-            use = (centres >= radius_arcmin) if above else (centres <= radius_arcmin)
-            use &= np.isfinite(xip)
-            if use.any():
-                out[k] = abs(np.mean(xip[use]))
+            _, xip, _ = xi_plus(rows["ra"][m], rows["dec"][m], rows["e1_res"][m], rows["e2_res"][m], edges)
+            if np.isfinite(xip).any():
+                out[k] = np.nanmean(np.abs(xip))
         return out, n
-    op = ">=" if above else "<="
-    return Aggregation(f"|mean xi+(r{op}{radius_arcmin:g}arcmin)|",
-                       f"|mean of xi+ over separation bins with centre {op} {radius_arcmin:g} arcmin|", fn)
+    lo, hi = sep_range
+    return Aggregation(f"mean|xi+({lo:g}-{hi:g}arcmin)|",
+                       f"mean over {N_BINS} log bins from {lo:g} to {hi:g} arcmin of |xi+|", fn)
 
 
 def compute_e_residuals(frame: Frame, keys: Mapping[str, np.ndarray], selection: Selection) -> dict[str, np.ndarray]:
@@ -101,14 +108,14 @@ _REQUIRED = ("ra", "dec", "e1", "e2", "psf_e1", "psf_e2", "snr", "extendedness")
 
 TE1 = Metric(
     name="validate_drp.TE1", unit=u.dimensionless_unscaled, granularity="source", required_columns=_REQUIRED,
-    compute=compute_e_residuals, selection=psf_stars(), aggregation=_tex_aggregation(1.0, above=False),
-    description="|xi+| of PSF ellipticity residuals of bright stars at separations <= 1 arcmin",
+    compute=compute_e_residuals, selection=psf_stars(), aggregation=_tex_aggregation(TE1_RANGE),
+    description="mean |xi+| of PSF ellipticity residuals of bright stars, 0.25-1 arcmin apart",
     min_n=MIN_STARS,
 )
 TE2 = Metric(
     name="validate_drp.TE2", unit=u.dimensionless_unscaled, granularity="source", required_columns=_REQUIRED,
-    compute=compute_e_residuals, selection=psf_stars(), aggregation=_tex_aggregation(5.0, above=True),
-    description="|xi+| of PSF ellipticity residuals of bright stars at separations >= 5 arcmin",
+    compute=compute_e_residuals, selection=psf_stars(), aggregation=_tex_aggregation(TE2_RANGE),
+    description="mean |xi+| of PSF ellipticity residuals of bright stars, 5-20 arcmin apart",
     min_n=MIN_STARS,
 )
 
