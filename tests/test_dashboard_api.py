@@ -100,6 +100,8 @@ def test_failures_json_lists_failed_quanta_with_positions(server, truth):
     ("/api/metric/validate_drp.PA1.json?patch=3", 400, "needs its tract"),
     ("/api/visits/health.astromOffset.json?detector=3", 400, "needs its visit"),
     ("/api/notebook.ipynb?metric=nope", 404, "no metric"),
+    ("/api/metric/validate_drp.PA1.json?tract=999", 404, "no tract 999"),
+    ("/api/visits/health.astromOffset.json?visit=999999", 404, "no visit 999999"),
 ])
 def test_bad_queries_answer_4xx_with_a_hint(server, path, status, needle):
     body = get(server, path, status)

@@ -175,7 +175,9 @@ def test_failures_are_listed_and_drawn_on_the_sky(page, server, truth):
     open_page(page, server)
     browser.wait_for_plot(page, "sky", ["level:quicklook"])
     page.locator(".sq-nav-failures button").click()
-    browser.wait_for_plot(page, "failures_sky", ["level:failures", f"n:{len(failing)}"])
+    # 90 s: the first failures page of a server reads every quantum's status; with both cores busy
+    # (pytest -n 2) it took over the default 30 s once, and 89 s for this test alone on a loaded machine
+    browser.wait_for_plot(page, "failures_sky", ["level:failures", f"n:{len(failing)}"], timeout=90_000)
     text = browser.visible_text(page)
     assert f"{len(failing)} failed quanta" in text
     assert "NoReferenceObjectsError" in text

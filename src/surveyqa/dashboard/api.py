@@ -68,7 +68,9 @@ class _Handler(RequestHandler):
         try:
             payload = build()
         except SurveyQAError as exc:
-            self.set_status(404 if "no metric" in exc.message or "compares no" in exc.message else 400)
+            missing = ("no metric" in exc.message or "compares no" in exc.message
+                       or exc.message.startswith(("no tract ", "no visit ")))
+            self.set_status(404 if missing else 400)
             payload = {"error": exc.message, "hint": exc.hint}
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(payload, default=str, allow_nan=False))

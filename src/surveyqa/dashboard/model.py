@@ -336,6 +336,18 @@ def _children_from_rows(rows: pd.DataFrame, columns: dict, level: str, geometry:
     return _children(children, level, geometry, keys, entry)
 
 
+def _require_known(key: str, value: int, geometry: pd.DataFrame, values: pd.DataFrame) -> None:
+    """A `SurveyQAError` naming the known ones if no tract (visit) ``value`` has geometry or values:
+    an empty page would say nothing of the typo."""
+    known = set()
+    for frame in (geometry, values):
+        if key in frame:
+            known |= {int(v) for v in frame[key].dropna().unique()}
+    if value not in known:
+        shown = ", ".join(map(str, sorted(known)[:20])) + (" ..." if len(known) > 20 else "")
+        raise SurveyQAError(f"no {key} {value} in this repository", f"known {key}s: {shown or 'none'}")
+
+
 def metric_view(source: DataSource, metric: str, band: str | None = None, tract: int | None = None,
                 patch: int | None = None) -> DrillView:
     """The coadd drill-down: all tracts, then one tract's patches and objects, then one patch's objects."""
@@ -349,6 +361,8 @@ def metric_view(source: DataSource, metric: str, band: str | None = None, tract:
     rows, columns = pd.DataFrame(), {}
     if patch is not None and tract is None:
         raise SurveyQAError("a patch needs its tract", "add tract=<id> to the query")
+    if tract is not None:
+        _require_known("tract", int(tract), source.tracts(), source.metric_values(metric=metric))
     if tract is None:
         level, child_key = "dataset", "tract"
         own = values[values["level"].isin(["dataset", "band"])]
@@ -387,6 +401,7 @@ def visit_view(source: DataSource, metric: str, band: str | None = None, visit: 
     bands = sorted(values["band"].dropna().unique().tolist())
     if visit is not None:  # a visit has one band: show it whatever band the page came from
         visits = source.visits()
+        _require_known("visit", int(visit), visits, values)
         own = visits.loc[visits["visit"] == int(visit), "band"] if "band" in visits else []
         band = own.iloc[0] if len(own) else band
     band = band if band in bands else None
