@@ -28,7 +28,7 @@ from surveyqa.metrics.actions import segments
 from surveyqa.metrics.columns import _AB_MAG_OF_1_NJY, Frame, _ArrowColumns, _ParquetColumns
 
 __all__ = ["take", "object_codes", "object_grouping", "object_rows", "object_stats", "per_object_mean",
-           "per_object_median", "per_object_count", "repeat_deviation"]
+           "per_object_median", "per_object_count"]
 
 
 def take(arr, index: np.ndarray) -> np.ndarray:
@@ -69,28 +69,6 @@ def per_object_mean(codes: np.ndarray, n_obj: int, values: np.ndarray) -> np.nda
 def per_object_median(codes: np.ndarray, n_obj: int, values: np.ndarray) -> np.ndarray:
     """Median of the finite values of each object, broadcast to rows."""
     return broadcast(group_percentile(codes, values, n_obj, 50.0)[0], codes)
-
-
-def repeat_deviation(codes: np.ndarray, n_obj: int, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Deviation of each measurement from its object's mean, scaled to an unbiased per-row sigma.
-
-    For an object with n finite measurements, sum((x - mean)^2) has expectation (n - 1) sigma^2;
-    multiplying each deviation by sqrt(n / (n - 1)) makes the mean of the squared scaled deviations
-    an unbiased estimate of sigma^2, so the rms over any set of rows (a visit, a detector, a tract)
-    estimates the single-measurement scatter sigma. Objects with one measurement give NaN.
-
-    Returns
-    -------
-    scaled : numpy.ndarray
-        Scaled deviation per row (same unit as values).
-    n : numpy.ndarray
-        Finite measurements of the row's object.
-    """
-    n = per_object_count(codes, n_obj, values)
-    mean = per_object_mean(codes, n_obj, values)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scale = np.where(n > 1, np.sqrt(n / np.maximum(n - 1, 1)), np.nan)
-    return (values - mean) * scale, n
 
 
 def object_rows(frame: Frame, keys: Mapping[str, np.ndarray], values: np.ndarray, moments: bool = True

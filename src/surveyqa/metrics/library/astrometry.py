@@ -50,13 +50,13 @@ from surveyqa.metrics.actions.groups import (
 from surveyqa.metrics.actions.select import Selection
 from surveyqa.metrics.columns import Frame
 from surveyqa.metrics.engine import Metric
+from surveyqa.metrics.library.photometry import MAX_EXTENDEDNESS, object_context
 
 __all__ = ["METRICS", "astrometry_stars", "pair_rms_compute", "unit_vectors", "MAX_OBJECTS", "MAX_PAIRS"]
 
 MAG_BRIGHT, MAG_FAINT = 17.0, 21.5
-#: faro ``filterMatches``' default ``snrMin`` and point-source cut (max extendedness).
+#: faro ``filterMatches``' default ``snrMin``.
 SNR_MIN = 50.0
-MAX_EXTENDEDNESS = 0.9
 ANNULUS_WIDTH_ARCMIN = 2.0
 MAX_OBJECTS = 20_000
 MAX_PAIRS = 1_000_000
@@ -124,18 +124,9 @@ def astrometry_stars(bright: float = MAG_BRIGHT, faint: float = MAG_FAINT, snr: 
 
 
 def _object_context(frame: Frame) -> dict[str, tuple[object, str]]:
-    """The per-object statistics `astrometry_stars` reads: (column or per-source values, statistic)."""
-    mag = np.asarray(frame.get("mag"), dtype=float)
-    with np.errstate(invalid="ignore"):
-        extended = ~(np.asarray(frame.get("extendedness"), dtype=float) < MAX_EXTENDEDNESS)
-    stats = {"obj_mag": ("mag", "median"), "obj_snr": ("snr", "median"),
-             "obj_extended": (extended.astype(float), "mean"),
-             "obj_nonfinite_mag": ((~np.isfinite(mag)).astype(float), "mean")}
-    if frame.can_resolve("flag"):
-        stats["obj_flagged"] = (frame.get("flag").astype(float), "mean")
-    if frame.can_resolve("primary"):
-        stats["obj_not_primary"] = ((~frame.get("primary").astype(bool)).astype(float), "mean")
-    return stats
+    """The per-object statistics `astrometry_stars` reads: faro's filterMatches context, with flags,
+    and the median magnitude."""
+    return {"obj_mag": ("mag", "median"), **object_context(frame, flags=True)}
 
 
 class _View:

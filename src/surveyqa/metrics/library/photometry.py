@@ -44,7 +44,7 @@ from surveyqa.metrics.columns import Frame
 from surveyqa.metrics.engine import Metric
 
 __all__ = ["METRICS", "bright_stars", "compute_mag_repeat", "compute_object_rms", "SNR_MIN", "MIN_VISITS",
-           "MAX_EXTENDEDNESS"]
+           "MAX_EXTENDEDNESS", "object_context"]
 
 #: faro's ``brightSnrMin`` (PA1Task, PF1Task): median S/N of a bright star.
 SNR_MIN = 200.0
@@ -73,23 +73,27 @@ def bright_stars(snr: float = SNR_MIN, min_visits: int = MIN_VISITS) -> Selectio
     return s.named("bright_stars", f"bright stars (faro's filterMatches for PA1/PF1): {s.description}")
 
 
-def _indicator(values: np.ndarray) -> np.ndarray:
-    return values.astype(np.float64)
-
-
-def _context(frame: Frame) -> dict[str, tuple[object, str]]:
-    """The per-object statistics the selection reads: (column or per-source values, statistic)."""
+def object_context(frame: Frame, flags: bool = False) -> dict[str, tuple[object, str]]:
+    """The per-object statistics faro's ``filterMatches`` reads, as `object_stats` ``stats``:
+    ``obj_snr`` (median S/N), ``obj_extended`` (fraction of sources not point-like),
+    ``obj_nonfinite_mag`` (fraction of non-finite magnitudes); with ``flags``, also
+    ``obj_flagged`` and ``obj_not_primary`` where the table has those columns (AMx, not PA1)."""
     mag = np.asarray(frame.get("mag"), dtype=float)
     with np.errstate(invalid="ignore"):
         extended = ~(np.asarray(frame.get("extendedness"), dtype=float) < MAX_EXTENDEDNESS)  # NaN: not a point
-    return {"obj_snr": ("snr", "median"), "obj_extended": (_indicator(extended), "mean"),
-            "obj_nonfinite_mag": (_indicator(~np.isfinite(mag)), "mean")}
+    stats = {"obj_snr": ("snr", "median"), "obj_extended": (extended.astype(float), "mean"),
+             "obj_nonfinite_mag": ((~np.isfinite(mag)).astype(float), "mean")}
+    if flags and frame.can_resolve("flag"):
+        stats["obj_flagged"] = (frame.get("flag").astype(float), "mean")
+    if flags and frame.can_resolve("primary"):
+        stats["obj_not_primary"] = ((~frame.get("primary").astype(bool)).astype(float), "mean")
+    return stats
 
 
 def compute_object_rms(frame: Frame, keys: Mapping[str, np.ndarray], selection: Selection) -> dict[str, np.ndarray]:
     """One row per object: population std (ddof=0) of its magnitudes (mmag) and the context the
     selection reads (``n_visits`` counts the finite magnitudes)."""
-    rows, _ = object_stats(frame, keys, moments="mag", stats=_context(frame))
+    rows, _ = object_stats(frame, keys, moments="mag", stats=object_context(frame))
     rows["mag_mean"] = rows.pop("mean")
     n = rows["n_visits"].astype(float)
     value = rows.pop("std")
@@ -109,7 +113,7 @@ def compute_mag_repeat(frame: Frame, keys: Mapping[str, np.ndarray], selection: 
     out = {"obj_id": frame.get("obj_id"), "mag": mag, "mag_mean": mean,
            "n_visits": per_object_count(codes, n_obj, mag),
            "value": (mag - mean) * _MMAG_PER_MAG}
-    for name, (column, stat) in _context(frame).items():
+    for name, (column, stat) in object_context(frame).items():
         values = np.asarray(frame.get(column) if isinstance(column, str) else column, dtype=float)
         out[name] = (per_object_median if stat == "median" else per_object_mean)(codes, n_obj, values)
     if frame.can_resolve("visit"):
