@@ -13,13 +13,10 @@ file, each in its own subprocess so that its peak memory (ru_maxrss) is its own:
   vs two pandas merges over all sources).
 
 Each side reads the columns it uses: ours passes ``measure`` a ``pyarrow.parquet.ParquetFile``
-(strings read as Arrow dictionaries), from which it reads the columns the metric asks for, the
-per-object statistics row group by row group with the next row group read meanwhile (its "read"
-is then opening the file, and the reading is in its compute; ``--ours-input table`` reads the
+(strings read as Arrow dictionaries), from which it reads the columns the metric asks for;
+its "read" is then opening the file, and the reading is in its compute; ``--ours-input table`` reads the
 ``input_columns`` with ``read_table`` first instead); pandas reads with
-``pd.read_parquet(path, columns=...)``. Compare the totals. Ours computes the per-object statistics with the compiled kernel (`surveyqa.metrics.actions.segments`,
-one thread per core; ``SURVEYQA_THREADS=1`` or ``SURVEYQA_NO_KERNEL=1`` in the environment
-measure one thread or the numpy code); the line "reads: ..." says which ran.
+``pd.read_parquet(path, columns=...)``. Compare the totals; the line "reads: ..." says how ours read.
 
 Usage::
 
@@ -66,10 +63,7 @@ def _ours(metric: str, path: str, source: str = "parquet") -> dict:
         table = pq.ParquetFile(path, memory_map=True, read_dictionary=strings)
     t1, c1 = time.perf_counter(), time.process_time()
     value = measure(m, table).values["value"][0].as_py()
-    from surveyqa.metrics.actions import segments
-
-    how = f"compiled kernel, {segments.n_threads()} threads" if segments.available() else "numpy code (no kernel)"
-    how += ", read inside measure from the ParquetFile" if source != "table" else ", read_table then measure"
+    how = "read inside measure from the ParquetFile" if source != "table" else "read_table then measure"
     return _timings(t0, c0, t1, c1) | {"value": value, "columns": columns, "how": how}
 
 

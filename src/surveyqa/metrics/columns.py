@@ -287,57 +287,6 @@ class Frame:
             return None
         return actual[0]
 
-    def _canonical(self, name: str, logical: str) -> bool:
-        """True when a table column holds a logical column's values as they are (no unit conversion)."""
-        spec = LOGICAL_COLUMNS.get(logical)
-        have = self.units.get(name)
-        if spec is None or spec.unit is None or have is None or have == spec.unit:
-            return True
-        return spec.unit == u.mag and have in (u.ABmag, u.mag, u.dimensionless_unscaled)
-
-    def column_name(self, logical: str) -> str | None:
-        """The Arrow column a logical column is read from as is (not converted yet, no unit
-        conversion, not several flag columns), or None (then use `get`)."""
-        name = self._arrow_column(logical)
-        return name if name is not None and self._canonical(name, logical) else None
-
-    def chunks(self, logical: str) -> list[np.ndarray] | None:
-        """A logical column of an Arrow table as its float64 chunks, zero-copy where they are float64.
-
-        None when the column is not an Arrow column read as is (see `column_name`): then use
-        `get`. For the compiled per-object kernel, which reads the chunks where they lie instead
-        of a contiguous copy of the column.
-        """
-        name = self.column_name(logical)
-        return None if name is None else self.raw.float_chunks(name)
-
-    def key_chunks(self, logical: str) -> list[np.ndarray] | None:
-        """An integer logical column of an Arrow table (an object id) as int64 chunks, or None."""
-        name = self._arrow_column(logical)
-        return None if name is None else self.raw.int_chunks(name)
-
-    def row_formula(self, logical: str) -> tuple[str, list[str]] | None:
-        """How a float logical column's values come from Arrow columns, without materializing it.
-
-        ``("column", [name])`` for a column read as is; ``("mag", [flux])`` for a magnitude
-        derived from a flux in nJy (`_derive_mag`); ``("ratio", [flux, flux_err])`` for a S/N
-        derived from flux and error (`_derive_snr`); None otherwise (use `get`).
-        """
-        if logical in self._cache:
-            return None
-        direct = self.column_name(logical)
-        if direct is not None:
-            return "column", [direct]
-        if self._actual(logical) is not None or self.column_map.actual_names(logical) is not None:
-            return None
-        if logical == "mag" and self.can_resolve("flux"):
-            flux = self.column_name("flux")
-            return ("mag", [flux]) if flux is not None else None
-        if logical == "snr" and self.can_resolve("flux") and self.can_resolve("flux_err"):
-            flux, err = self.column_name("flux"), self.column_name("flux_err")
-            return ("ratio", [flux, err]) if flux is not None and err is not None else None
-        return None
-
     def take(self, logical: str, rows: np.ndarray) -> np.ndarray:
         """A logical column at some rows only (in its canonical unit).
 
@@ -472,35 +421,6 @@ class _ArrowColumns(Mapping):
         self._cache[name] = arr
         return arr
 
-    def float_chunks(self, name: str) -> list[np.ndarray] | None:
-        """A numeric column's chunks as float64 numpy arrays (zero-copy for float64 without nulls;
-        nulls become NaN as in `__getitem__`), or None for a non-numeric column."""
-        import pyarrow as pa
-
-        col = self._column(name)
-        if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-            return None
-        if name in self._cache:
-            return [np.asarray(self._cache[name], dtype=np.float64)]
-        out = []
-        for c in col.chunks:
-            if pa.types.is_float64(c.type) and c.null_count == 0:
-                out.append(c.to_numpy())
-            else:
-                out.append(c.cast(pa.float64()).to_numpy(zero_copy_only=False))
-        return out
-
-    def int_chunks(self, name: str) -> list[np.ndarray] | None:
-        """An integer column without nulls as int64 chunks (zero-copy for int64), else None."""
-        import pyarrow as pa
-
-        col = self._column(name)
-        if not pa.types.is_integer(col.type) or col.null_count or pa.types.is_uint64(col.type):
-            return None
-        if name in self._cache:
-            return [np.asarray(self._cache[name], dtype=np.int64)]
-        return [c.to_numpy() if pa.types.is_int64(c.type) else c.to_numpy().astype(np.int64) for c in col.chunks]
-
     def _column(self, name: str):
         """The Arrow column (chunked array) of a table column."""
         return self._table.column(name)
@@ -540,9 +460,8 @@ class _ArrowColumns(Mapping):
 class _ParquetColumns(_ArrowColumns):
     """The 1-d columns of a Parquet file, each read when a metric first asks for it (and cached).
 
-    A metric then reads only its columns, and a per-object compute step can instead stream the
-    few it needs row group by row group (`batches`), reusing the memory of one row group for the
-    next instead of touching a whole column's worth of fresh memory per column.
+    A metric then reads only its columns: a matched catalog of 10^7 sources and a hundred
+    columns costs the few a metric needs, not the file.
     """
 
     def __init__(self, parquet_file):
@@ -568,13 +487,12 @@ class _ParquetColumns(_ArrowColumns):
             self._columns[name] = self._read([name]).column(name)
         return self._columns[name]
 
-    def _read(self, names: list[str], row_group: int | None = None):
-        """Columns of the whole file or of one row group (strings as dictionaries)."""
+    def _read(self, names: list[str]):
+        """Columns of the whole file (strings as dictionaries)."""
         import pyarrow as pa
 
         strings = self._strings(names)
-        groups = range(self._pf.num_row_groups) if row_group is None else [row_group]
-        tables = [self._pf.read_row_group(i, columns=names, use_threads=True) for i in groups]
+        tables = [self._pf.read_row_group(i, columns=names, use_threads=True) for i in range(self._pf.num_row_groups)]
         table = pa.concat_tables(tables) if tables else self._schema.empty_table().select(names)
         for n in strings:  # the file was opened without read_dictionary: encode here (one pass, C++)
             if not pa.types.is_dictionary(table.schema.field(n).type):
@@ -584,26 +502,6 @@ class _ParquetColumns(_ArrowColumns):
     def loaded(self, name: str) -> bool:
         """True once a whole column was read."""
         return name in self._columns
-
-    def row_groups(self) -> int:
-        """Row groups of the file."""
-        return self._pf.num_row_groups
-
-    def batches(self, names: list[str]):
-        """The columns ``names``, one row group at a time as an Arrow table; the next row group is
-        read in a background thread while the caller works on this one (the reader releases the GIL)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        n = self._pf.num_row_groups
-        if n == 0:
-            return
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="surveyqa-parquet") as pool:
-            pending = pool.submit(self._read, names, 0)
-            for i in range(n):
-                table = pending.result()
-                if i + 1 < n:
-                    pending = pool.submit(self._read, names, i + 1)
-                yield table
 
 
 def _is_parquet_file(table: object) -> bool:
@@ -673,6 +571,9 @@ def _column_arrays(table: object) -> tuple[Mapping[str, np.ndarray], dict[str, u
     if isinstance(table, pd.DataFrame):
         declared = table.attrs.get("units", {}) if isinstance(table.attrs, dict) else {}
         for name in table.columns:
+            if isinstance(table[name].dtype, pd.CategoricalDtype):  # a band read from Parquet: keep it categorical
+                raw[str(name)], units[str(name)] = table[name].array, None
+                continue
             arr = table[name].to_numpy()
             if arr.dtype == object and table[name].dtype.name not in ("object", "string", "str"):
                 arr = table[name].to_numpy(dtype=float, na_value=np.nan)
