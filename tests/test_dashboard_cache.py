@@ -11,9 +11,10 @@ from surveyqa.errors import SurveyQAError
 
 
 def _objects(tract: int, rows: int) -> pd.DataFrame:
-    """A per-object table shaped like a tract's (ids, patch, band strings, values)."""
+    """A tract's stored per-row values of one metric (ids, patch, band strings, values)."""
     rng = np.random.default_rng(tract)
     return pd.DataFrame({
+        "metric": "m", "selected": np.ones(rows, bool),
         "objectId": np.arange(rows, dtype=np.int64) + tract * 10**8,
         "tract": np.full(rows, tract, dtype=np.int64),
         "patch": rng.integers(0, 81, rows),
@@ -30,7 +31,7 @@ def tables() -> dict[int, pd.DataFrame]:
 
 def _source(tables) -> TableSource:
     values = pd.DataFrame({"metric": ["m"], "value": [1.0], "level": ["tract"], "tract": [1]})
-    return TableSource(values, objects=tables)
+    return TableSource(values, rows=pd.concat(tables.values(), ignore_index=True))
 
 
 def test_size_is_the_frames_deep_memory(tables):
@@ -47,7 +48,7 @@ def test_cache_keeps_within_its_byte_budget(tables):
     one = size_of(tables[1])
     cache = CachedSource(_source(tables), max_bytes=int(2.5 * one))
     for tract in (1, 2, 3, 4, 1, 3):
-        frame = cache.object_values(tract)
+        frame = cache.metric_rows("m", tract=tract)
         assert frame.equals(tables[tract])
         assert cache.nbytes <= cache.max_bytes
         held = sum(size_of(v) for v, _ in cache._cache.values())
@@ -58,18 +59,18 @@ def test_cache_keeps_within_its_byte_budget(tables):
 def test_least_recently_used_goes_first(tables):
     one = size_of(tables[1])
     cache = CachedSource(_source(tables), max_bytes=int(2.5 * one))
-    first = cache.object_values(1)
-    cache.object_values(2)
-    assert cache.object_values(1) is first  # a hit, and tract 1 is now the most recently used
-    cache.object_values(3)  # evicts tract 2, the least recently used
-    assert ("object_values", 1) in cache and ("object_values", 3) in cache
-    assert ("object_values", 2) not in cache
-    assert cache.object_values(1) is first
+    first = cache.metric_rows("m", tract=1)
+    cache.metric_rows("m", tract=2)
+    assert cache.metric_rows("m", tract=1) is first  # a hit, and tract 1 is now the most recently used
+    cache.metric_rows("m", tract=3)  # evicts tract 2, the least recently used
+    assert ("metric_rows", "m", 1, None) in cache and ("metric_rows", "m", 3, None) in cache
+    assert ("metric_rows", "m", 2, None) not in cache
+    assert cache.metric_rows("m", tract=1) is first
 
 
 def test_a_result_larger_than_the_budget_is_returned_not_kept(tables):
     cache = CachedSource(_source(tables), max_bytes=size_of(tables[1]) // 2)
-    frame = cache.object_values(1)
+    frame = cache.metric_rows("m", tract=1)
     assert frame.equals(tables[1])
     assert len(cache) == 0 and cache.nbytes == 0
     # small results still are kept
@@ -80,11 +81,11 @@ def test_a_result_larger_than_the_budget_is_returned_not_kept(tables):
 def test_derived_values_count_their_frames(tables):
     one = size_of(tables[1])
     cache = CachedSource(_source(tables), max_bytes=int(1.5 * one))
-    cache.object_values(1)
+    cache.metric_rows("m", tract=1)
     # a derived value holding a frame as large as a tract pushes the tract table out
     view = cache.memo(("view", 2), lambda: {"rows": _objects(2, 50_000), "n": 50_000})
     assert view["n"] == 50_000
-    assert ("object_values", 1) not in cache
+    assert ("metric_rows", "m", 1, None) not in cache
     assert cache.nbytes <= cache.max_bytes
 
 

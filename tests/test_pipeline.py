@@ -15,6 +15,7 @@ from lsst.daf.butler import Butler
 from surveyqa.butler import QARepository
 from surveyqa.cli import main
 from surveyqa.sim import DefectConfig, SimConfig, make_survey
+from metric_rows_check import check_rows_reaggregate
 from surveyqa.tasks import PIPELINE_REFCAT as PIPELINE
 
 SMALL = dict(detectors_per_side=2, tract_size=0.8, bands=("g", "r"), density=30000.0)
@@ -143,3 +144,15 @@ def test_pipeline_on_a_postgresql_registry(tmp_path, pg_url):
     butler = Butler.from_config(str(repo), collections="qa/pg")
     tract = butler.get("qaMetricValues_tract", skymap="surveyqa_sim", tract=100).to_pandas()
     assert np.isfinite(tract["value"]).any()
+
+
+def test_stored_rows_reaggregate_to_every_stored_value(defect_repo):
+    """The per-row datasets are the engine's: each metric's stored rows, selected and aggregated by
+    its own rule, give every value it stored, at every level (reference-catalog task included)."""
+    checked = check_rows_reaggregate(defect_repo, "qa/run1")
+    values = QARepository(defect_repo, "qa/run1").metric_values()
+    assert checked == set(zip(values["metric"], values["level"]))
+    assert ("health.astromOffset", "detector") in checked and ("validate_drp.PA1", "tract") in checked
+    manifest = {m["name"]: m for m in QARepository(defect_repo, "qa/run1").manifest()["metrics"]}
+    assert manifest["validate_drp.AM1"]["per_row_dataset"] == "qaMetricRows_tract"
+    assert manifest["validate_drp.AM1"]["row_kind"] == "pair" and manifest["validate_drp.AM1"]["per_row_rows"] > 0

@@ -33,13 +33,16 @@ def test_metric_values_filters(qa):
 def test_reader_matches_butler_get_for_every_dataset(qa, demo_repo):
     butler = Butler.from_config(demo_repo[0], collections=demo_repo[1])
     visit = int(qa.visits()["visit"][5])
-    sources = butler.get("qaSourceValues_visit", instrument="SimCam", visit=visit).to_pandas()
-    mine = qa.source_values(visit)
-    assert len(mine) == len(sources) and np.array_equal(mine["sourceId"], sources["sourceId"])
-    assert len(qa.source_values(visit, detector=[2, 3])) == int(sources["detector"].isin([2, 3]).sum())
-    objects = butler.get("qaObjectValues_tract", skymap="surveyqa_sim", tract=100).to_pandas()
-    assert len(qa.object_values(100)) == len(objects)
-    assert len(qa.object_values(100, patch=5)) == int((objects["patch"] == 5).sum()) > 0
+    stored = butler.get("qaMetricRows_visit", instrument="SimCam", visit=visit).to_pandas()
+    sources = stored[stored["metric"] == "health.psfFwhm"]
+    mine = qa.metric_rows("health.psfFwhm", visit=visit)
+    assert len(mine) == len(sources) and set(mine["sourceId"]) == set(sources["sourceId"])
+    assert len(qa.metric_rows("health.psfFwhm", visit=visit, detector=[2, 3])) == \
+        int(sources["detector"].isin([2, 3]).sum())
+    stored = butler.get("qaMetricRows_tract", skymap="surveyqa_sim", tract=100).to_pandas()
+    stars = stored[stored["metric"] == "validate_drp.PA1"]
+    assert len(qa.metric_rows("validate_drp.PA1", tract=100)) == len(stars)
+    assert len(qa.metric_rows("validate_drp.PA1", tract=100, patch=5)) == int((stars["patch"] == 5).sum()) > 0
     detectors = qa.detector_values(visit)
     assert list(detectors["detector"]) == sorted(butler.get("qaDetectorValues_visit", instrument="SimCam",
                                                             visit=visit).to_pandas()["detector"])

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from lsst.daf.butler import Butler
 
+from metric_rows_check import check_rows_reaggregate
 from surveyqa.butler import QARepository
 from surveyqa.cli import main
 from surveyqa.sim.rubin import RubinDefects, RubinSimConfig, make_rubin_survey
@@ -108,6 +109,14 @@ def test_each_defect_fails_at_its_own_data_id_and_nothing_else(defect_repo):
     assert patches == {d["coadd_hole"]["patch"]}
     # Which rule fired is stored with the value.
     assert set(fails["rule"]) <= {"spec", "outlier", "spec+outlier"}
+
+
+def test_stored_rows_reaggregate_to_every_stored_value(defect_repo):
+    """On Rubin's data products too, every stored value is its metric's aggregation of its stored rows."""
+    checked = check_rows_reaggregate(defect_repo[0], "qa/run1")
+    values = QARepository(defect_repo[0], "qa/run1").metric_values()
+    assert checked == set(zip(values["metric"], values["level"]))
+    assert {"validate_drp.PA1", "validate_drp.AM1", "health.visitPhotOffset"} <= {m for m, _ in checked}
 
 
 def test_the_clean_twin_fails_no_visit_detector_or_patch(clean_repo):

@@ -174,13 +174,16 @@ class QARepository:
         ``partial``: the dashboard and the tracker can then show what there is, saying it is not all."""
         import pyarrow.parquet as pq
 
-        from surveyqa.tasks.manifest import build_manifest
+        from surveyqa.tasks.manifest import build_manifest, per_row_counts
 
         if "_manifest" not in self.__dict__:
             paths = [path for dt in METRIC_VALUE_DATASETS for _, path in self.datasets(dt)]
             tables = [pq.read_table(p, columns=[c for c in ("metric", "level", "status", "tract")
                                                 if c in pq.read_schema(p).names]) for p in paths]
-            self._manifest = {**build_manifest(self.collection, [], tables, detector_metrics=False), "partial": True}
+            rows = per_row_counts({name: [pq.read_table(p, columns=["metric"]) for _, p in self.datasets(name)]
+                                   for name in ("qaMetricRows_visit", "qaMetricRows_tract")})
+            self._manifest = {**build_manifest(self.collection, [], tables, detector_metrics=False, rows=rows),
+                              "partial": True}
         return self._manifest
 
     def _registered(self) -> set[str]:
@@ -222,13 +225,34 @@ class QARepository:
         return df.sort_values(["metric", "level", "tract", "patch", "visit", "detector"], kind="stable",
                               ignore_index=True)
 
-    def object_values(self, tract: int, patch: int | Sequence[int] | None = None) -> pd.DataFrame:
-        """Per-object values of a tract (`qaObjectValues_tract`), optionally of some patches."""
-        return self._read("qaObjectValues_tract", {"patch": patch}, keep=lambda d: d["tract"] == tract)
+    def metric_rows(self, metric: str, tract: int | None = None, patch: int | Sequence[int] | None = None,
+                    visit: int | None = None, detector: int | Sequence[int] | None = None) -> pd.DataFrame:
+        """The stored per-row values of one metric (``qaMetricRows_*``, `surveyqa.tasks.rows`),
+        optionally of one tract, patch(es), visit or detector(s).
 
-    def source_values(self, visit: int, detector: int | Sequence[int] | None = None) -> pd.DataFrame:
-        """Per-source values of a visit (`qaSourceValues_visit`), optionally of some detectors."""
-        return self._read("qaSourceValues_visit", {"detector": detector}, keep=lambda d: d["visit"] == visit)
+        These are the rows the engine computed the metric from, with ``value``, ``selected``
+        and the data-ID columns: `surveyqa.metrics.engine.aggregate_rows` of them gives the
+        metric values back. Columns no row of this metric has are dropped.
+        """
+        dataset = self._rows_dataset(metric)
+        if dataset is None:
+            return pd.DataFrame()
+        where = {"metric": metric, "patch": patch, "detector": detector, "tract": tract, "visit": visit}
+
+        def keep(data_id) -> bool:  # files that can hold the rows asked for
+            return all(data_id.get(k) == v for k, v in (("tract", tract), ("visit", visit))
+                       if v is not None and k in data_id)
+        rows = self._read(dataset, where, keep=keep)
+        if not len(rows):
+            return rows
+        return rows.dropna(axis="columns", how="all").reset_index(drop=True)
+
+    def _rows_dataset(self, metric: str) -> str | None:
+        try:
+            entry = next((m for m in self.manifest()["metrics"] if m["name"] == metric), None)
+        except SurveyQAError:
+            entry = None
+        return entry.get("per_row_dataset") if entry else None
 
     def detector_values(self, visit: int | Sequence[int] | None = None) -> pd.DataFrame:
         """Per-detector values (`qaDetectorValues_visit`) of one, some or all visits."""

@@ -224,9 +224,7 @@ def row_columns(rows: pd.DataFrame, entry: dict) -> dict[str, str | None]:
     def first(*names: str) -> str | None:
         return next((n for n in names if n in rows.columns), None)
 
-    value = entry.get("per_row_column")
-    if value not in rows.columns:
-        value = first("value", entry["name"].split(".")[-1])
+    value = first("value", entry["name"].split(".")[-1])
     mag = first("mag", "psfMag", "magnitude", "psf_mag")
     if mag is None:
         mag = next((c for c in rows.columns if "mag" in c.lower() and c != value), None)
@@ -254,6 +252,8 @@ class DrillView:
         rows = self.rows
         value_col = self.columns.get("value")
         stats: dict[str, Any] = {"n": int(len(rows))}
+        if "selected" in rows:  # the rows that made the value; the others failed its selection
+            stats["n_selected"] = int(rows["selected"].fillna(False).astype(bool).sum())
         if value_col and len(rows):
             finite = rows[value_col].astype(float)
             finite = finite[np.isfinite(finite)]
@@ -324,16 +324,24 @@ def _children(values: pd.DataFrame, level: str, geometry: pd.DataFrame, keys: li
 
 def _children_from_rows(rows: pd.DataFrame, columns: dict, level: str, geometry: pd.DataFrame,
                         keys: list[str], entry: dict) -> pd.DataFrame:
-    """Children the run stored no value for: the median of their per-row values (no spec applies)."""
-    value = columns.get("value")
-    if not value or level not in rows:
+    """Children the run stored no value for (a tract metric's patches, a visit metric's
+    detectors): the metric's own selection and aggregation of their stored rows
+    (`surveyqa.metrics.engine.aggregate_rows`); no spec applies to them."""
+    from surveyqa.metrics.engine import aggregate_rows
+    from surveyqa.metrics.library import get_metric
+
+    group = [k for k in keys if k in rows]
+    if level not in rows or not {"value", "selected"} <= set(rows.columns):
         return pd.DataFrame()
-    frame = rows[[k for k in keys if k in rows] + [value]].rename(columns={value: "value"})
-    frame = frame.assign(value=frame["value"].astype(float), status="none", unit=entry.get("unit", ""),
-                         level="rows", band=None)
-    children = _aggregate_up(frame, [k for k in keys if k in rows], level)
-    children["note"] = f"median of per-row {value}"
-    return _children(children, level, geometry, keys, entry)
+    try:
+        metric = get_metric(entry["name"])
+        frame = rows[rows[level].notna()]
+        values = aggregate_rows(metric, frame.reset_index(drop=True), group).to_pandas()
+    except SurveyQAError:  # a metric of another package (ingested): its aggregation is not known here
+        return pd.DataFrame()
+    values = values.assign(status="none", level=level, band=None,
+                           note=f"not stored: {metric.aggregation.name} of this {level}'s stored rows")
+    return _children(values, level, geometry, keys, entry)
 
 
 def _require_known(key: str, value: int, geometry: pd.DataFrame, values: pd.DataFrame) -> None:
@@ -382,8 +390,8 @@ def metric_view(source: DataSource, metric: str, band: str | None = None, tract:
             level, child_key = "patch", None
             own = in_tract[(in_tract["level"] == "patch") & (in_tract["patch"] == patch)]
             children = pd.DataFrame()
-        if (entry.get("per_row_dataset") or "").startswith("qaObjectValues"):
-            rows = _band_filter(source.object_values(tract, patch), band)
+        if entry.get("per_row_dataset"):
+            rows = _band_filter(source.metric_rows(metric, tract=tract, patch=patch), band)
             columns = row_columns(rows, entry)
             if child_key == "patch" and not len(children) and len(rows):
                 children = _children_from_rows(rows, columns, "patch", source.patches(tract), ["tract", "patch"],
@@ -433,13 +441,8 @@ def visit_view(source: DataSource, metric: str, band: str | None = None, visit: 
             level, child_key = "detector", None
             own = in_visit[(in_visit["level"] == "detector") & (in_visit["detector"] == detector)]
             children = pd.DataFrame()
-        dataset = entry.get("per_row_dataset") or ""
-        if dataset.startswith("qaSourceValues"):
-            rows = source.source_values(visit, detector)
-        elif dataset.startswith("qaDetectorValues"):
-            rows = source.detector_values(visit)
-            if detector is not None and len(rows):
-                rows = rows[rows["detector"] == detector]
+        if entry.get("per_row_dataset"):
+            rows = source.metric_rows(metric, visit=visit, detector=detector)
         if len(rows):
             columns = row_columns(rows, entry)
             if child_key == "detector" and not len(children):

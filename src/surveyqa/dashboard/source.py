@@ -48,9 +48,8 @@ class DataSource(Protocol):
     def metric_values(self, metric: str | None = None, level: str | None = None,
                       where: Any = None) -> pd.DataFrame: ...
 
-    def object_values(self, tract: int, patch: int | None = None) -> pd.DataFrame: ...
-
-    def source_values(self, visit: int, detector: int | None = None) -> pd.DataFrame: ...
+    def metric_rows(self, metric: str, tract: int | None = None, patch: int | None = None,
+                    visit: int | None = None, detector: int | None = None) -> pd.DataFrame: ...
 
     def detector_values(self, visit: int | None = None) -> pd.DataFrame: ...
 
@@ -76,15 +75,16 @@ class TableSource:
         The QA manifest; built from the table (one entry per metric, unit from its rows) if omitted.
     tracts, patches, visits, detectors, failures : pandas.DataFrame, optional
         Sky geometry (a ``polygon`` column of (RA, Dec) vertex lists, degrees) and failed quanta.
-    objects, sources : dict, optional
-        Per-row values: ``{tract: DataFrame}`` and ``{visit: DataFrame}``.
+    rows : pandas.DataFrame, optional
+        Per-row values as the QA stores them (`surveyqa.tasks.rows`: ``metric``, ``value``,
+        ``selected`` and the data-ID columns).
     """
 
     def __init__(self, metric_values: pd.DataFrame, manifest: dict | None = None, *,
                  tracts: pd.DataFrame | None = None, patches: pd.DataFrame | None = None,
                  visits: pd.DataFrame | None = None, detectors: pd.DataFrame | None = None,
-                 failures: pd.DataFrame | None = None, objects: dict | None = None,
-                 sources: dict | None = None, state: str = "complete"):
+                 failures: pd.DataFrame | None = None, rows: pd.DataFrame | None = None,
+                 state: str = "complete"):
         self.state = state
         values = metric_values.copy()
         for column in METRIC_COLUMNS:
@@ -98,8 +98,7 @@ class TableSource:
         self._detectors = (detectors if detectors is not None
                            else pd.DataFrame(columns=["visit", "detector", "polygon"]))
         self._failures = failures if failures is not None else pd.DataFrame(columns=["label", "ra", "dec"])
-        self._objects = objects or {}
-        self._sources = sources or {}
+        self._rows = rows if rows is not None else pd.DataFrame(columns=["metric", "value", "selected"])
 
     def manifest(self) -> dict:
         return self._manifest
@@ -112,13 +111,12 @@ class TableSource:
             frame = frame[frame["level"] == level]
         return frame.reset_index(drop=True)
 
-    def object_values(self, tract, patch=None) -> pd.DataFrame:
-        frame = self._objects.get(int(tract), pd.DataFrame())
-        return frame[frame["patch"] == patch] if patch is not None and len(frame) else frame
-
-    def source_values(self, visit, detector=None) -> pd.DataFrame:
-        frame = self._sources.get(int(visit), pd.DataFrame())
-        return frame[frame["detector"] == detector] if detector is not None and len(frame) else frame
+    def metric_rows(self, metric, tract=None, patch=None, visit=None, detector=None) -> pd.DataFrame:
+        frame = self._rows[self._rows["metric"] == metric]
+        for key, value in (("tract", tract), ("patch", patch), ("visit", visit), ("detector", detector)):
+            if value is not None and key in frame:
+                frame = frame[frame[key] == value]
+        return frame.dropna(axis="columns", how="all").reset_index(drop=True)
 
     def detector_values(self, visit=None) -> pd.DataFrame:
         return pd.DataFrame(columns=["visit", "detector"])
@@ -267,19 +265,21 @@ class CachedSource:
 
         return self._get(("metric_values", metric, level), select)
 
-    def object_values(self, tract, patch=None) -> pd.DataFrame:
-        whole = self._get(("object_values", int(tract)), lambda: self.source.object_values(int(tract)))
-        if patch is None or not len(whole):
+    def metric_rows(self, metric, tract=None, patch=None, visit=None, detector=None) -> pd.DataFrame:
+        """One metric's rows of a tract or visit, read once; a patch's or detector's are a slice of them."""
+        tract, patch, visit, detector = (None if v is None else int(v) for v in (tract, patch, visit, detector))
+        whole = self._get(("metric_rows", metric, tract, visit),
+                          lambda: self.source.metric_rows(metric, tract=tract, visit=visit))
+        if (patch is None and detector is None) or not len(whole):
             return whole
-        return self._get(("object_values", int(tract), int(patch)),
-                         lambda: whole[whole["patch"] == int(patch)].reset_index(drop=True))
 
-    def source_values(self, visit, detector=None) -> pd.DataFrame:
-        whole = self._get(("source_values", int(visit)), lambda: self.source.source_values(int(visit)))
-        if detector is None or not len(whole):
-            return whole
-        return self._get(("source_values", int(visit), int(detector)),
-                         lambda: whole[whole["detector"] == int(detector)].reset_index(drop=True))
+        def part() -> pd.DataFrame:
+            frame = whole
+            for key, value in (("patch", patch), ("detector", detector)):
+                if value is not None:
+                    frame = frame[frame[key] == value] if key in frame else frame.iloc[:0]
+            return frame.reset_index(drop=True)
+        return self._get(("metric_rows", metric, tract, visit, patch, detector), part)
 
     def detector_values(self, visit=None) -> pd.DataFrame:
         return self._get(("detector_values", visit), lambda: self.source.detector_values(visit))

@@ -25,7 +25,7 @@ from surveyqa.metrics.actions.select import Selection
 from surveyqa.metrics.columns import ColumnMap, Frame, parse_column_map, to_frame
 from surveyqa.metrics.units import unit_to_string
 
-__all__ = ["GRANULARITIES", "Metric", "MetricResult", "ComputeFn", "input_columns", "measure"]
+__all__ = ["GRANULARITIES", "Metric", "MetricResult", "ComputeFn", "input_columns", "measure", "aggregate_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def _arrow_column(arr: np.ndarray, dictionary: bool = False) -> pa.Array:
         return column if dictionary else column.cast(labels.type)
     arr = np.asarray(arr)
     if arr.dtype == object:
-        return pa.array(arr.tolist())
+        return pa.array(arr.tolist(), from_pandas=True)  # NaN (a null key) as null
     return pa.array(arr)
 
 
@@ -243,9 +243,35 @@ def measure(metric: Metric, table: object, group_by: Sequence[str] = (),
         selected = np.asarray(computed.pop("selected"), dtype=bool)
     else:
         selected = metric.selection(rows)
+    computed_note = computed.pop("_note", None)
+
+    def explain(in_group: np.ndarray) -> str:
+        if computed_note is not None:
+            return str(computed_note)
+        sub = {k: np.asarray(v)[in_group] for k, v in computed.items() if np.ndim(v) == 1 and len(v) == n_rows}
+        return f"selection {metric.selection.name}: " + metric.selection.explain(
+            _RowView(sub, _SubFrame(frame, in_group) if same_rows else None, int(in_group.sum())))
+
+    values = _aggregate(metric, computed, selected, group_by, n_rows, explain)
+    per_row = {k: _arrow_column(v, dictionary=True) for k, v in computed.items()
+               if np.ndim(v) == 1 and len(v) == n_rows}
+    per_row["selected"] = pa.array(selected)
+    value_field = pa.field("value", pa.float64(), metadata={"unit": unit_to_string(metric.unit)})
+    per_row_table = pa.table(per_row)
+    idx = per_row_table.schema.get_field_index("value")
+    per_row_table = per_row_table.set_column(idx, value_field, per_row_table.column("value").cast(pa.float64()))
+    return MetricResult(metric, per_row_table, values)
+
+
+def _aggregate(metric: Metric, computed: Mapping[str, np.ndarray], selected: np.ndarray, group_by: Sequence[str],
+               n_rows: int, explain: Callable[[np.ndarray], str]) -> pa.Table:
+    """The aggregate step: the selected, finite per-row values of each group reduced to one value.
+
+    ``explain(rows_of_group)`` says why a group has too few rows. Shared by `measure` and
+    `aggregate_rows`, so that a stored per-row table re-aggregates by the very same code.
+    """
     value = np.asarray(computed["value"], dtype=float)
     usable = selected & np.isfinite(value)
-
     codes, uniques = factorize_keys([computed[k] for k in group_by], n_rows)
     n_groups = len(uniques[0]) if uniques else 1
     if not group_by and n_rows == 0:
@@ -255,18 +281,10 @@ def measure(metric: Metric, table: object, group_by: Sequence[str] = (),
     sel_codes = codes[usable] if group_by else np.zeros(len(sel_value), dtype=np.int64)
     agg, n = metric.aggregation(sel_value, sel_codes, n_groups, sel_rows)
     notes: list[str | None] = [None] * n_groups
-    computed_note = computed.pop("_note", None)
     for g in np.flatnonzero(n < metric.min_n):  # loop over (few) failing groups, not rows
-        if computed_note is not None:
-            why = str(computed_note)
-        else:
-            in_group = codes == g
-            sub = {k: np.asarray(v)[in_group] for k, v in computed.items() if np.ndim(v) == 1 and len(v) == n_rows}
-            why = f"selection {metric.selection.name}: " + metric.selection.explain(
-                _RowView(sub, _SubFrame(frame, in_group) if same_rows else None, int(in_group.sum())))
+        why = explain(codes == g)
         notes[g] = f"{int(n[g])} selected rows with a finite value, fewer than the {metric.min_n} needed; {why}"
         agg[g] = np.nan
-
     unit = unit_to_string(metric.unit)
     values = {
         "metric": pa.array([metric.name] * n_groups, pa.string()),
@@ -279,14 +297,36 @@ def measure(metric: Metric, table: object, group_by: Sequence[str] = (),
     }
     for k, uniq in zip(group_by, uniques):
         values[k] = _arrow_column(uniq)
-    per_row = {k: _arrow_column(v, dictionary=True) for k, v in computed.items()
-               if np.ndim(v) == 1 and len(v) == n_rows}
-    per_row["selected"] = pa.array(selected)
-    value_field = pa.field("value", pa.float64(), metadata={"unit": unit})
-    per_row_table = pa.table(per_row)
-    idx = per_row_table.schema.get_field_index("value")
-    per_row_table = per_row_table.set_column(idx, value_field, per_row_table.column("value").cast(pa.float64()))
-    return MetricResult(metric, per_row_table, pa.table(values))
+    return pa.table(values)
+
+
+def aggregate_rows(metric: Metric, per_row: object, group_by: Sequence[str] = ()) -> pa.Table:
+    """Aggregate a stored per-row table (`MetricResult.per_row`, or the rows of one metric in a
+    QA run's ``qaMetricRows_*`` dataset) again: its ``selected`` rows, by the metric's own
+    aggregation, grouped by ``group_by``.
+
+    This is how a user checks that the rows behind a number are the rows that made it: the
+    result is `measure`'s ``values`` for the same grouping.
+
+    Parameters
+    ----------
+    metric : Metric
+        The metric the rows belong to.
+    per_row : pyarrow.Table or pandas.DataFrame
+        ``value``, ``selected``, the group_by keys and whatever else the aggregation reads.
+    group_by : sequence of str
+        Keys to aggregate over.
+    """
+    group_by = tuple(group_by)
+    frame = to_frame(per_row, context=metric.name)
+    columns = {k: frame.raw[k] for k in frame.raw}
+    missing = [k for k in ("value", "selected", *group_by) if k not in columns]
+    if missing:
+        raise SurveyQAError(f"per-row table of {metric.name} has no column {', '.join(missing)}",
+                            "pass the table `measure` returned as per_row, or a QA run's qaMetricRows_* rows")
+    selected = np.asarray(columns.pop("selected"), dtype=bool)
+    n_rows = len(selected)
+    return _aggregate(metric, columns, selected, group_by, n_rows, lambda rows: "from stored per-row values")
 
 
 class _SelectedRows(Mapping):

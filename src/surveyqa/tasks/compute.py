@@ -13,19 +13,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from surveyqa.errors import InsufficientDataError, MissingColumnError, SurveyQAError
+from surveyqa.metrics.columns import to_frame
 from surveyqa.metrics.engine import measure
 from surveyqa.metrics.library import available_metrics, get_metric
 from surveyqa.metrics.library.calibration import star_residuals
 from surveyqa.metrics.library.health import column_nan_table, nan_explained
+from surveyqa.tasks.rows import MetricRows
 from surveyqa.tasks.values import attach_specs, concat_values, to_metric_values
 
 __all__ = ["visit_qa", "tract_qa", "calibration_qa", "matched_sources", "isolated_star_tables",
-           "primary_objects", "MATCH_COLUMNS", "sample_stars", "detector_reference_qa", "NoReferenceObjectsError", "library_metrics",
-           "SOURCE_VALUE_COLUMNS"]
+           "primary_objects", "MATCH_COLUMNS", "sample_stars", "detector_reference_qa", "NoReferenceObjectsError",
+           "library_metrics"]
 
 log = logging.getLogger(__name__)
-
-AB_NJY = 31.4
 
 
 class NoReferenceObjectsError(RuntimeError):
@@ -44,21 +44,44 @@ def _np(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy(zero_copy_only=False)
 
 
-def _measure(name: str, table, group_by, level: str, fixed=None) -> pa.Table:
+def _measure(name: str, table, group_by, level: str, fixed=None, rows: MetricRows | None = None,
+             context=None, keep=None) -> pa.Table:
+    """Measure one metric: its values in the metric-value schema; its per-row result kept in ``rows``.
+
+    ``context``: columns that place each per-row row (`surveyqa.tasks.rows.metric_row_table`),
+    or a function of the per-row table that returns them; ``keep``: the per-row rows that
+    belong to this quantum.
+    """
     result = measure(get_metric(name), table, group_by=group_by)
+    if rows is not None:
+        rows.add(result, group_by, fixed, context(result.per_row) if callable(context) else context, keep)
     return to_metric_values(result.values, level, fixed)
 
 
-def _try_library(table, group_by, level, fixed) -> list[pa.Table]:
+def _places(table, n_rows: int, ids: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Context columns of per-row rows that are the table's rows: ids, ``ra``, ``dec`` (deg) and
+    ``mag`` as the engine reads them (`surveyqa.metrics.columns`: units, fluxes in nJy)."""
+    frame = to_frame(table)
+    out = {name: np.asarray(frame.raw[name]) for name in ids if name in frame.raw}
+    for logical in ("ra", "dec", "mag"):
+        if frame.can_resolve(logical):
+            out[logical] = np.asarray(frame.get(logical), dtype=float)
+    return {k: v for k, v in out.items() if len(v) == n_rows}
+
+
+def _try_library(table, group_by, level, fixed, rows: MetricRows | None = None, context=None) -> list[pa.Table]:
     """Run every SRD metric of the library that the table has the columns for."""
     out = []
     for name in library_metrics():
         try:
-            values = _measure(name, table, group_by, level, fixed)
+            values = _measure(name, table, group_by, level, fixed, rows, context)
             if name.endswith(("_gri", "_uzy")):  # a band-group variant applies to its own bands only
                 group = name[-3:]
                 keep = [b is not None and b in group for b in values.column("band").to_pylist()]
                 values = values.filter(pa.array(keep))
+                if rows is not None:
+                    rows.restrict(name, lambda t, g=group: pa.array(
+                        [b is not None and b in g for b in t.column("band").to_pylist()]))
             out.append(values)
         except (MissingColumnError, InsufficientDataError) as exc:
             log.debug("%s not measured: %s", name, exc)
@@ -67,13 +90,9 @@ def _try_library(table, group_by, level, fixed) -> list[pa.Table]:
     return out
 
 
-SOURCE_VALUE_COLUMNS = ("sourceId", "visit", "detector", "band", "ra", "dec", "psfMag", "snr", "psfFwhm",
-                        "extendedness", "psfFlux_flag")
-
-
 def visit_qa(sources: pa.Table, ccd: pa.Table, visit: int, instrument: str | None = None
              ) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """QA of one visit: per-source values, per-detector values and metric values.
+    """QA of one visit: the metrics' per-row values, per-detector values and metric values.
 
     Parameters
     ----------
@@ -86,7 +105,9 @@ def visit_qa(sources: pa.Table, ccd: pa.Table, visit: int, instrument: str | Non
 
     Returns
     -------
-    source_values, detector_values, metric_values : pyarrow.Table
+    metric_rows, detector_values, metric_values : pyarrow.Table
+        ``metric_rows``: every metric's per-row result (`surveyqa.tasks.rows`), per source for
+        the source metrics, per detector for the zero points, per column for the NaN check.
     """
     ccd = ccd.rename_columns(["visit" if c == "visitId" else c for c in ccd.column_names])
     if "sky_source" in sources.column_names:  # empty-sky measurements are not sources (Rubin's convention)
@@ -108,41 +129,31 @@ def visit_qa(sources: pa.Table, ccd: pa.Table, visit: int, instrument: str | Non
     src = sources.append_column("pixelScale", pa.array(scale[row_ccd] if known else np.full(det.size, np.nan)))
     src = src.append_column("detector_area", pa.array(area[row_ccd] if known else np.full(det.size, np.nan)))
 
+    rows = MetricRows()
     values = []
+    places = _places(src, src.num_rows, ids=("sourceId",))
     for name in ("health.sourceCount", "health.sourceDensity", "health.psfFwhm"):
-        values.append(_measure(name, src, ("visit", "detector"), "detector", fixed))
+        values.append(_measure(name, src, ("visit", "detector"), "detector", fixed, rows, places))
         if name != "health.sourceDensity":
-            values.append(_measure(name, src, ("visit",), "visit", fixed))
-    values.append(_measure("health.zeroPoint", ccd_visit, ("visit", "detector"), "detector", fixed))
-    values.append(_measure("health.zeroPoint", ccd_visit, ("visit",), "visit", fixed))
-    offsets = measure(get_metric("health.zeroPointOffset"), ccd, group_by=("visit", "detector"))
-    mine = offsets.values.filter(pc.equal(offsets.values.column("visit"), visit))
-    values.append(to_metric_values(mine, "detector", fixed))
-    offsets_v = measure(get_metric("health.zeroPointOffset"), ccd, group_by=("visit",))
-    values.append(to_metric_values(offsets_v.values.filter(pc.equal(offsets_v.values.column("visit"), visit)),
-                                   "visit", fixed))
+            values.append(_measure(name, src, ("visit",), "visit", fixed, rows, places))
+    ccd_places = _places(ccd_visit, ccd_visit.num_rows)
+    ccd_places.pop("mag", None)
+    values.append(_measure("health.zeroPoint", ccd_visit, ("visit", "detector"), "detector", fixed, rows, ccd_places))
+    values.append(_measure("health.zeroPoint", ccd_visit, ("visit",), "visit", fixed, rows, ccd_places))
+    # The offsets are relative to the band's median over every visit: measured on all of ccd,
+    # this visit's values and per-row rows kept.
+    mine_rows = np.asarray(_np(ccd, "visit")) == visit
+    all_places = _places(ccd, ccd.num_rows)
+    all_places.pop("mag", None)
+    for group_by, level in ((("visit", "detector"), "detector"), (("visit",), "visit")):
+        offsets = _measure("health.zeroPointOffset", ccd, group_by, level, fixed, rows, all_places, keep=mine_rows)
+        values.append(offsets.filter(pc.equal(offsets.column("visit"), visit)))
     melted = _nan_table(sources, {"visit": np.full(sources.num_rows, visit)})
     melted.pop("band")
-    values.append(_measure("health.nanFraction", melted, ("visit", "column"), "visit", fixed))
+    values.append(_measure("health.nanFraction", melted, ("visit", "column"), "visit", fixed, rows))
     metric_values = attach_specs(concat_values(values), instrument)
-
-    # Per-source values, full granularity, sorted by detector.
-    flux, err = _np(sources, "psfFlux").astype(float), _np(sources, "psfFluxErr").astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mag = -2.5 * np.log10(flux) + AB_NJY
-        snr = flux / err
-        fwhm = 2.3548 * np.sqrt(0.5 * (_np(sources, "ixxPSF") + _np(sources, "iyyPSF"))) * np.asarray(src.column("pixelScale"))
-    order = np.argsort(det, kind="stable")
-    source_values = pa.table({
-        "sourceId": sources.column("sourceId"), "visit": pa.array(np.full(det.size, visit, np.int64)),
-        "detector": pa.array(det), "band": pa.array([band] * det.size, pa.string()),
-        "ra": sources.column("ra"), "dec": sources.column("dec"),
-        "psfMag": pa.array(mag), "snr": pa.array(snr), "psfFwhm": pa.array(fwhm),
-        "extendedness": sources.column("extendedness"), "psfFlux_flag": sources.column("psfFlux_flag"),
-    }).take(pa.array(order))
-    source_values = _with_units(source_values, {"ra": "deg", "dec": "deg", "psfMag": "mag", "psfFwhm": "arcsec"})
     detector_values = _pivot_detectors(metric_values, ccd_visit, visit, band)
-    return source_values, detector_values, metric_values
+    return rows.table(), detector_values, metric_values
 
 
 def _nan_table(table: pa.Table, keys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -271,17 +282,18 @@ def matched_sources(sources: pa.Table, visit_sources: dict[int, pa.Table] | None
     return pa.table(out)
 
 
-def calibration_qa(matched: pa.Table, tract: int) -> list[pa.Table]:
+def calibration_qa(matched: pa.Table, tract: int, rows: MetricRows | None = None) -> list[pa.Table]:
     """Photometric and astrometric offsets (and scatter) of every visit and (visit, detector) in a
-    tract, from its isolated stars (`surveyqa.metrics.library.calibration`)."""
+    tract, from its isolated stars (`surveyqa.metrics.library.calibration`); their per-source
+    residuals kept in ``rows``."""
     n = matched.num_rows
     needed = ("obj_index", "visit", "detector", "band", "ra", "dec", "psfFlux", "psfFluxErr")
     if n == 0 or any(c not in matched.column_names for c in needed):
         return []
-    flux, err = _np(matched, "psfFlux").astype(float), _np(matched, "psfFluxErr").astype(float)
+    frame = to_frame(matched)  # magnitudes, S/N and positions as the engine reads them
     with np.errstate(invalid="ignore", divide="ignore"):
-        mag = -2.5 * np.log10(flux) + AB_NJY
-        snr = flux / err
+        mag, snr = np.asarray(frame.get("mag"), float), np.asarray(frame.get("snr"), float)
+    ra, dec = np.asarray(frame.get("ra"), float), np.asarray(frame.get("dec"), float)
     good = np.isfinite(snr)
     for flag in CALIBRATION_BAD_FLAGS:
         if flag in matched.column_names:
@@ -300,16 +312,19 @@ def calibration_qa(matched: pa.Table, tract: int) -> list[pa.Table]:
     band = all_band[idx]
     visit = _np(matched, "visit").astype(np.int64)[idx]
     detector = _np(matched, "detector").astype(np.int64)[idx]
-    res = star_residuals(_np(matched, "obj_index")[idx], visit, detector, band, mag[idx],
-                         _np(matched, "ra").astype(float)[idx], _np(matched, "dec").astype(float)[idx])
-    rows = {"visit": visit, "detector": detector, "band": band, "tract": np.full(idx.size, tract, np.int64), **res}
+    obj = _np(matched, "obj_index")[idx]
+    res = star_residuals(obj, visit, detector, band, mag[idx], ra[idx], dec[idx])
+    table = {"visit": visit, "detector": detector, "band": band, "tract": np.full(idx.size, tract, np.int64), **res}
+    places = {"obj_index": obj, "ra": ra[idx], "dec": dec[idx], "mag": mag[idx]}
+    if "sourceId" in matched.column_names:
+        places["sourceId"] = _np(matched, "sourceId")[idx]
     fixed = {"tract": tract}
     values = []
     for name in ("health.visitPhotOffset", "health.visitAstromOffset", "health.photScatter", "health.astromScatter"):
-        values.append(_measure(name, rows, ("visit", "band"), "visit", fixed))
+        values.append(_measure(name, table, ("visit", "band"), "visit", fixed, rows, places))
     for name in ("health.detectorPhotOffset", "health.detectorAstromOffset", "health.photScatter",
                  "health.astromScatter"):
-        values.append(_measure(name, rows, ("visit", "detector", "band"), "detector", fixed))
+        values.append(_measure(name, table, ("visit", "detector", "band"), "detector", fixed, rows, places))
     return values
 
 
@@ -336,79 +351,75 @@ def tract_qa(objects: pa.Table, associations: pa.Table | None, presources: pa.Ta
 
     Returns
     -------
-    object_values, metric_values : pyarrow.Table
+    metric_rows, metric_values : pyarrow.Table
+        ``metric_rows``: every metric's per-row result (`surveyqa.tasks.rows`): per coadd object,
+        per cell of a patch, per column, per isolated-star source, per star, per pair of stars.
     """
     fixed = {"tract": tract}
+    rows = MetricRows()
     objects = primary_objects(objects)
     obj = objects if "tract" in objects.column_names else objects.append_column(
         "tract", pa.array(np.full(objects.num_rows, tract, np.int64)))
+    places = _places(obj, obj.num_rows, ids=("objectId",))
     values = [
-        _measure("health.objectCount", obj, ("tract", "patch"), "patch", fixed),
-        _measure("health.objectCount", obj, ("tract",), "tract", fixed),
-        _measure("health.objectDensity", obj, ("tract", "patch"), "patch", fixed),
-        _measure("health.emptyCellFraction", obj, ("tract", "patch"), "patch", fixed),
+        _measure("health.objectCount", obj, ("tract", "patch"), "patch", fixed, rows, places),
+        _measure("health.objectCount", obj, ("tract",), "tract", fixed, rows, places),
+        _measure("health.objectDensity", obj, ("tract", "patch"), "patch", fixed, rows),
+        _measure("health.emptyCellFraction", obj, ("tract", "patch"), "patch", fixed, rows),
     ]
     melted = _nan_table(objects, {"tract": np.full(objects.num_rows, tract, np.int64)})
-    values.append(_measure("health.nanFraction", melted, ("tract", "band", "column"), "tract", fixed))
-    object_values = _empty_object_values()
+    values.append(_measure("health.nanFraction", melted, ("tract", "band", "column"), "tract", fixed, rows))
     sources, stars = isolated_star_tables(associations, presources)
     if sources is not None and sources.num_rows:
         matched = matched_sources(sources, visit_sources)
-        values.extend(calibration_qa(matched, tract))
+        values.extend(calibration_qa(matched, tract, rows))
         assoc = matched.append_column("tract", pa.array(np.full(matched.num_rows, tract, np.int64)))
         if "psfFlux" in assoc.column_names:
             sample, note = sample_stars(assoc, max_stars, seed=tract)
-            srd = _try_library(sample, ("tract", "band"), "tract", fixed)
+            srd = _try_library(sample, ("tract", "band"), "tract", fixed, rows, _star_context(stars, objects))
             if note:
                 srd = [t.set_column(t.schema.get_field_index("note"), "note",
                                     pc.coalesce(t.column("note"), pa.scalar(note))) for t in srd]
             values.extend(srd)
-            object_values = _object_values(assoc, stars, objects, tract)
-    return object_values, attach_specs(concat_values(values), instrument)
+    return rows.table(), attach_specs(concat_values(values), instrument)
 
 
-def _empty_object_values() -> pa.Table:
-    return pa.table({"isolated_star_id": pa.array([], pa.int64()), "tract": pa.array([], pa.int64()),
-                     "patch": pa.array([], pa.int64()), "band": pa.array([], pa.string())})
-
-
-def _object_values(assoc: pa.Table, presources: pa.Table | None, objects: pa.Table, tract: int) -> pa.Table:
-    """Per (isolated star, band): visits, mean magnitude, magnitude and position scatter; sorted by patch."""
-    import pandas as pd
+def _star_context(stars: pa.Table | None, objects: pa.Table):
+    """The context of the SRD metrics' per-row rows (a star, a star's source, a pair of stars):
+    the star's ``isolated_star_id``, position and patch (that of the nearest coadd object); a
+    pair is placed at its first star. Stars are the rows of the per-star table (``obj_index``)."""
+    if stars is None or not {"isolated_star_id", "ra", "dec"} <= set(stars.column_names):
+        return None
     from scipy.spatial import cKDTree
 
     from surveyqa.metrics.library.astrometry import unit_vectors
 
-    flux = _np(assoc, "psfFlux").astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mag = -2.5 * np.log10(flux) + AB_NJY
-    df = pd.DataFrame({"obj_index": _np(assoc, "obj_index"), "band": _np(assoc, "band").astype(str), "mag": mag,
-                       "ra": _np(assoc, "ra").astype(float), "dec": _np(assoc, "dec").astype(float)})
-    df = df[np.isfinite(df["mag"])]
-    g = df.groupby(["obj_index", "band"], sort=True)
-    stats = g.agg(nsource=("mag", "size"), meanMag=("mag", "mean"), magRms=("mag", "std"),
-                  ra=("ra", "mean"), dec=("dec", "mean"), raStd=("ra", "std"), decStd=("dec", "std")).reset_index()
-    stats["magRms"] *= 1000.0
-    stats["posRms"] = np.hypot(stats["raStd"] * np.cos(np.radians(stats["dec"])), stats["decStd"]) * 3.6e6
-    ids = _np(presources, "isolated_star_id") if presources is not None else np.arange(stats["obj_index"].max() + 1)
-    stats["isolated_star_id"] = np.asarray(ids)[stats["obj_index"].to_numpy()]
-    # Patch of each star: that of the nearest coadd object.
-    patch = np.full(len(stats), -1, np.int64)
-    if objects.num_rows and len(stats):
-        tree = cKDTree(unit_vectors(_np(objects, "coord_ra"), _np(objects, "coord_dec")))
-        _, nearest = tree.query(unit_vectors(stats["ra"].to_numpy(), stats["dec"].to_numpy()))
+    ids = _np(stars, "isolated_star_id")
+    frame = to_frame(stars.select(["ra", "dec"]))
+    ra, dec = np.asarray(frame.get("ra"), float), np.asarray(frame.get("dec"), float)
+    patch = np.full(ids.size, -1, np.int64)
+    if objects.num_rows and ids.size:
+        obj = to_frame(objects.select(["coord_ra", "coord_dec"]))
+        tree = cKDTree(unit_vectors(np.asarray(obj.get("ra"), float), np.asarray(obj.get("dec"), float)))
+        _, nearest = tree.query(unit_vectors(ra, dec))
         patch = _np(objects, "patch").astype(np.int64)[nearest]
-    stats["patch"] = patch
-    stats["tract"] = tract
-    stats = stats.sort_values(["patch", "isolated_star_id", "band"], kind="stable")
-    table = pa.Table.from_pandas(stats[["isolated_star_id", "tract", "patch", "band", "ra", "dec", "nsource",
-                                        "meanMag", "magRms", "posRms"]], preserve_index=False)
-    return _with_units(table, {"ra": "deg", "dec": "deg", "meanMag": "mag", "magRms": "mmag", "posRms": "mas"})
+
+    def context(per_row: pa.Table) -> dict[str, np.ndarray] | None:
+        key = next((k for k in ("obj_id", "obj_id_1") if k in per_row.column_names), None)
+        if key is None:
+            return None
+        star = per_row.column(key).to_numpy(zero_copy_only=False).astype(np.int64)
+        if star.size and (star.min() < 0 or star.max() >= ids.size):
+            return None  # not row numbers of the per-star table (another association): no context
+        return {"isolated_star_id": ids[star], "ra": ra[star], "dec": dec[star], "patch": patch[star]}
+
+    return context
 
 
 def detector_reference_qa(sources: pa.Table, refcat: pa.Table, region, visit: int, detector: int,
-                          instrument: str | None = None, radius_arcsec: float = 1.0) -> pa.Table:
-    """Match one detector's sources to the reference catalog: astrometric and photometric offsets.
+                          instrument: str | None = None, radius_arcsec: float = 1.0) -> tuple[pa.Table, pa.Table]:
+    """Match one detector's sources to the reference catalog: astrometric and photometric offsets
+    (per-row values, one per matched source, and metric values).
 
     Parameters
     ----------
@@ -459,6 +470,10 @@ def detector_reference_qa(sources: pa.Table, refcat: pa.Table, region, visit: in
                "extendedness": _np(src, "extendedness").astype(float)[ok],
                "psfFlux_flag": _np(src, "psfFlux_flag").astype(bool)[ok]}
     fixed = {"visit": visit, "detector": detector, "band": band}
-    values = [_measure(name, matches, ("visit", "detector"), "detector", fixed)
+    rows = MetricRows()
+    places = {"ra": ra[ok], "dec": dec[ok], "mag": np.asarray(to_frame(matches).get("mag"), float)}
+    if "sourceId" in src.column_names:
+        places["sourceId"] = _np(src, "sourceId")[ok]
+    values = [_measure(name, matches, ("visit", "detector"), "detector", fixed, rows, places)
               for name in ("health.astromOffset", "health.photRefOffset")]
-    return attach_specs(concat_values(values), instrument)
+    return rows.table(), attach_specs(concat_values(values), instrument)

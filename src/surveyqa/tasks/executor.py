@@ -513,7 +513,7 @@ def _complete_manifest(butler, predicted, xgraph, run: str, inputs: list[str], r
     """
     from lsst.daf.butler import MissingDatasetTypeError
 
-    from surveyqa.tasks.manifest import build_manifest, complete_manifest
+    from surveyqa.tasks.manifest import build_manifest, complete_manifest, per_row_counts
 
     ref = next((r for qid in xgraph.nodes for dt, refs in xgraph.nodes[qid]["quantum"].outputs.items()
                 if dt.name == "qaManifest" for r in refs), None)
@@ -532,8 +532,16 @@ def _complete_manifest(butler, predicted, xgraph, run: str, inputs: list[str], r
             except MissingDatasetTypeError:
                 refs = []
             tables += [butler.get(r, parameters={"columns": ["metric", "level", "status", "tract"]}) for r in refs]
+        stored = {}
+        for name in ("qaMetricRows_visit", "qaMetricRows_tract"):
+            try:
+                refs = butler.query_datasets(name, collections=run, explain=False, limit=None)
+            except MissingDatasetTypeError:
+                refs = []
+            stored[name] = [butler.get(r, parameters={"columns": ["metric"]}) for r in refs]
+        rows = per_row_counts(stored)
         manifest = build_manifest(run, inputs, tables, detector_metrics="qaDetectorReference" not in
-                                  result.switched_off)
+                                  result.switched_off, rows=rows)
     manifest = complete_manifest(manifest, result.statuses, result.switched_off)
     butler.put(manifest, ref)
 

@@ -4,27 +4,17 @@ aggregation, against which specs, and where their values are (DMTN-085 §4.12)."
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
 from surveyqa.errors import SurveyQAError
 
-__all__ = ["build_manifest", "complete_manifest", "QA_DATASET_TYPES", "VALUES_DATASET", "PER_ROW", "TASK_METRICS"]
+__all__ = ["build_manifest", "complete_manifest", "per_row_counts", "QA_DATASET_TYPES", "VALUES_DATASET",
+           "TASK_METRICS"]
 
-QA_DATASET_TYPES = ["qaSourceValues_visit", "qaDetectorValues_visit", "qaMetricValues_visit",
-                    "qaMetricValues_detector", "qaObjectValues_tract", "qaMetricValues_tract", "qaManifest"]
-
-#: Per-row dataset and column behind a metric, where one is kept.
-PER_ROW = {
-    "health.psfFwhm": ("qaSourceValues_visit", "psfFwhm"),
-    "health.sourceCount": ("qaSourceValues_visit", "sourceId"),
-    "health.sourceDensity": ("qaDetectorValues_visit", "sourceDensity"),
-    "health.zeroPoint": ("qaDetectorValues_visit", "zeroPoint"),
-    "health.zeroPointOffset": ("qaDetectorValues_visit", "zeroPointOffset"),
-    "validate_drp.PA1": ("qaObjectValues_tract", "magRms"),
-    "validate_drp.AM1": ("qaObjectValues_tract", "posRms"),
-}
+QA_DATASET_TYPES = ["qaMetricRows_visit", "qaDetectorValues_visit", "qaMetricValues_visit", "qaMetricRows_detector",
+                    "qaMetricValues_detector", "qaMetricRows_tract", "qaMetricValues_tract", "qaManifest"]
 #: Metrics written by the per-detector reference task (not read back by the manifest task).
 DETECTOR_METRICS = {"health.astromOffset": "detector", "health.photRefOffset": "detector"}
 #: Metrics a pipeline task measures on its own, lost when it is switched off for want of an input.
@@ -33,8 +23,24 @@ VALUES_DATASET = {"visit": "qaMetricValues_visit", "tract": "qaMetricValues_trac
                   "detector": "qaMetricValues_detector"}
 
 
+def per_row_counts(tables: Mapping[str, Sequence[pa.Table]]) -> dict[str, dict[str, int]]:
+    """``{metric: {dataset_type: rows}}`` of per-row datasets, from ``{dataset_type: tables}``
+    (their ``metric`` column is enough)."""
+    import pyarrow.compute as pc
+
+    out: dict[str, dict[str, int]] = {}
+    for dataset_type, parts in tables.items():
+        for table in parts:
+            column = table.column("metric")
+            column = column.cast(pa.string()) if pa.types.is_dictionary(column.type) else column
+            for item in pc.value_counts(column).to_pylist():
+                per = out.setdefault(item["values"], {})
+                per[dataset_type] = per.get(dataset_type, 0) + int(item["counts"])
+    return out
+
+
 def build_manifest(run: str, inputs: Sequence[str], tables: Sequence[pa.Table],
-                   detector_metrics: bool = True) -> dict:
+                   detector_metrics: bool = True, rows: Mapping[str, Mapping[str, int]] | None = None) -> dict:
     """The manifest of a run, from the metric-value tables it wrote (metric, level columns).
 
     Parameters
@@ -48,6 +54,11 @@ def build_manifest(run: str, inputs: Sequence[str], tables: Sequence[pa.Table],
     detector_metrics : bool
         Whether the per-detector reference task ran, so that its metrics (``DETECTOR_METRICS``)
         are listed too; False for values ingested from elsewhere.
+    rows : mapping, optional
+        What the per-row datasets hold (`per_row_counts`): each metric's ``per_row_dataset``
+        and ``per_row_rows`` come from it (None for a metric without stored rows). The
+        reference task's rows (``qaMetricRows_detector``, one file per detector) are not read:
+        they are listed with an unknown count, as its values are.
     """
     import surveyqa
     from surveyqa.metrics.library import get_metric
@@ -83,14 +94,18 @@ def build_manifest(run: str, inputs: Sequence[str], tables: Sequence[pa.Table],
         specs = [{"name": s.name, "operator": s.operator, "threshold": float(s.threshold.value),
                   "unit": unit_to_string(s.threshold.unit)} for s in registry.specs_for(name, {})] \
             if name in registry else []
-        per_row = PER_ROW.get(name)
+        stored = dict((rows or {}).get(name, {}))
+        if not stored and name in DETECTOR_METRICS and detector_metrics:
+            stored = {"qaMetricRows_detector": None}
         metrics.append({
             "name": name, "unit": unit_to_string(metric.unit), "description": description,
             "reference": reference if isinstance(reference, (dict, str)) or reference is None else str(reference),
             "granularity": metric.granularity, "levels": sorted(seen[name]["levels"]),
             "selection": {"name": metric.selection.name, "description": metric.selection.description},
             "aggregation": metric.aggregation.name,
-            "per_row_dataset": per_row[0] if per_row else None, "per_row_column": per_row[1] if per_row else None,
+            "per_row_dataset": sorted(stored)[0] if stored else None,
+            "per_row_rows": sum(stored.values()) if stored and None not in stored.values() else None,
+            "row_kind": metric.row_kind,
             "values_dataset": sorted(seen[name]["source"])[0], "higher_is_better": metric.higher_is_better,
             "n_values": seen[name]["n_values"], "n_fail": seen[name]["n_fail"], "specs": specs,
         })

@@ -31,8 +31,8 @@ class QaVisitConnections(pipeBase.PipelineTaskConnections, dimensions=("instrume
                        doc="Single-visit sources (DP1 Source columns).")
     ccd = cT.Input(name="ccdVisitTable", storageClass="ArrowTable", dimensions=("instrument",),
                    doc="Per-detector visit summary (all visits: zero points are compared to their band's median).")
-    source_values = cT.Output(name="qaSourceValues_visit", storageClass="ArrowTable",
-                              dimensions=("instrument", "visit"), doc="Per-source QA values, sorted by detector.")
+    metric_rows = cT.Output(name="qaMetricRows_visit", storageClass="ArrowTable", dimensions=("instrument", "visit"),
+                            doc="Every metric's per-row values as the engine computed them (surveyqa.tasks.rows).")
     detector_values = cT.Output(name="qaDetectorValues_visit", storageClass="ArrowTable",
                                 dimensions=("instrument", "visit"), doc="Per-detector QA values.")
     metric_values = cT.Output(name="qaMetricValues_visit", storageClass="ArrowTable",
@@ -52,11 +52,11 @@ class QaVisitTask(pipeBase.PipelineTask):
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         inputs = butlerQC.get(inputRefs)
         visit = butlerQC.quantum.dataId["visit"]
-        source_values, detector_values, metric_values = compute.visit_qa(
+        metric_rows, detector_values, metric_values = compute.visit_qa(
             inputs["sources"], inputs["ccd"], visit, _instrument(butlerQC))
-        self.log.info("visit %s: %d sources, %d metric values, %d failing", visit, source_values.num_rows,
+        self.log.info("visit %s: %d sources, %d metric values, %d failing", visit, inputs["sources"].num_rows,
                       metric_values.num_rows, metric_values.column("status").to_pylist().count("fail"))
-        butlerQC.put(pipeBase.Struct(source_values=source_values, detector_values=detector_values,
+        butlerQC.put(pipeBase.Struct(metric_rows=metric_rows, detector_values=detector_values,
                                      metric_values=metric_values), outputRefs)
 
 
@@ -68,6 +68,9 @@ class QaDetectorReferenceConnections(pipeBase.PipelineTaskConnections,
                        deferLoad=True, doc="Single-visit sources; only this detector's rows are used.")
     refcat = cT.Input(name="surveyqa_refcat", storageClass="ArrowTable", dimensions=(), deferLoad=True,
                       doc="Reference catalog (coord_ra, coord_dec in deg, {band}_flux in nJy).")
+    metric_rows = cT.Output(name="qaMetricRows_detector", storageClass="ArrowTable",
+                            dimensions=("instrument", "visit", "detector"),
+                            doc="Per matched source: the offsets from the reference catalog (surveyqa.tasks.rows).")
     metric_values = cT.Output(name="qaMetricValues_detector", storageClass="ArrowTable",
                               dimensions=("instrument", "visit", "detector"),
                               doc="Astrometric and photometric offsets against the reference catalog.")
@@ -127,7 +130,7 @@ class QaDetectorReferenceTask(pipeBase.PipelineTask):
     ConfigClass = QaDetectorReferenceConfig
     _DefaultName = "qaDetectorReference"
 
-    COLUMNS = ["detector", "band", "ra", "dec", "psfFlux", "psfFluxErr", "psfFlux_flag", "extendedness"]
+    COLUMNS = ["sourceId", "detector", "band", "ra", "dec", "psfFlux", "psfFluxErr", "psfFlux_flag", "extendedness"]
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         handles = butlerQC.get(inputRefs)
@@ -135,9 +138,9 @@ class QaDetectorReferenceTask(pipeBase.PipelineTask):
         sources = handles["sources"].get(parameters={"columns": self.COLUMNS})
         region = getattr(data_id, "region", None)
         refcat = _refcat_near(handles["refcat"], region)
-        values = compute.detector_reference_qa(sources, refcat, region, data_id["visit"], data_id["detector"],
-                                               _instrument(butlerQC), self.config.match_radius)
-        butlerQC.put(pipeBase.Struct(metric_values=values), outputRefs)
+        rows, values = compute.detector_reference_qa(sources, refcat, region, data_id["visit"], data_id["detector"],
+                                                     _instrument(butlerQC), self.config.match_radius)
+        butlerQC.put(pipeBase.Struct(metric_rows=rows, metric_values=values), outputRefs)
 
 
 def _present_columns(handle, wanted: list[str]) -> list[str]:
@@ -160,8 +163,8 @@ class QaTractConnections(pipeBase.PipelineTaskConnections, dimensions=("skymap",
                              dimensions=("instrument", "visit"), deferLoad=True,
                              doc="Single-visit sources of the visits overlapping the tract: the calibrated values "
                                  "of the isolated stars' sources (only their columns are read).")
-    object_values = cT.Output(name="qaObjectValues_tract", storageClass="ArrowTable", dimensions=("skymap", "tract"),
-                              doc="Per (isolated star, band) repeatability values, sorted by patch.")
+    metric_rows = cT.Output(name="qaMetricRows_tract", storageClass="ArrowTable", dimensions=("skymap", "tract"),
+                            doc="Every metric's per-row values as the engine computed them (surveyqa.tasks.rows).")
     metric_values = cT.Output(name="qaMetricValues_tract", storageClass="ArrowTable", dimensions=("skymap", "tract"),
                               doc="Metric values at patch and tract level.")
 
@@ -190,11 +193,11 @@ class QaTractTask(pipeBase.PipelineTask):
             for handle in inputs["visit_sources"]:
                 present = _present_columns(handle, compute.MATCH_COLUMNS)
                 visit_sources[handle.dataId["visit"]] = handle.get(parameters={"columns": present})
-        object_values, metric_values = compute.tract_qa(inputs["objects"], assoc, cat, tract, instrument,
+        metric_rows, metric_values = compute.tract_qa(inputs["objects"], assoc, cat, tract, instrument,
                                                         self.config.max_srd_stars or None, visit_sources)
         self.log.info("tract %s: %d metric values, %d failing", tract, metric_values.num_rows,
                       metric_values.column("status").to_pylist().count("fail"))
-        butlerQC.put(pipeBase.Struct(object_values=object_values, metric_values=metric_values), outputRefs)
+        butlerQC.put(pipeBase.Struct(metric_rows=metric_rows, metric_values=metric_values), outputRefs)
 
 
 # -- the manifest ----------------------------------------------------------------------------
@@ -204,6 +207,12 @@ class QaManifestConnections(pipeBase.PipelineTaskConnections, dimensions=()):
                             dimensions=("instrument", "visit"), deferLoad=True, doc="Visit metric values.")
     tract_values = cT.Input(name="qaMetricValues_tract", storageClass="ArrowTable", multiple=True, minimum=0,
                             dimensions=("skymap", "tract"), deferLoad=True, doc="Tract metric values.")
+    visit_rows = cT.Input(name="qaMetricRows_visit", storageClass="ArrowTable", multiple=True, minimum=0,
+                          dimensions=("instrument", "visit"), deferLoad=True,
+                          doc="Visit per-row values (their metric column: which metrics have rows).")
+    tract_rows = cT.Input(name="qaMetricRows_tract", storageClass="ArrowTable", multiple=True, minimum=0,
+                          dimensions=("skymap", "tract"), deferLoad=True,
+                          doc="Tract per-row values (their metric column: which metrics have rows).")
     inputs_seen = cT.Input(name="visitTable", storageClass="ArrowTable", multiple=True, minimum=0,
                            dimensions=("instrument",), deferLoad=True, doc="Read for the input run's name only.")
     manifest = cT.Output(name="qaManifest", storageClass="StructuredDataDict", dimensions=(),
@@ -221,11 +230,13 @@ class QaManifestTask(pipeBase.PipelineTask):
     _DefaultName = "qaWriteManifest"
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
-        from surveyqa.tasks.manifest import build_manifest
+        from surveyqa.tasks.manifest import build_manifest, per_row_counts
 
         handles = butlerQC.get(inputRefs)
         tables = [h.get(parameters={"columns": ["metric", "level", "status", "tract"]})
                   for h in handles["visit_values"] + handles["tract_values"]]
+        rows = per_row_counts({name: [h.get(parameters={"columns": ["metric"]}) for h in handles[key]]
+                               for name, key in (("qaMetricRows_visit", "visit_rows"), ("qaMetricRows_tract", "tract_rows"))})
         run = outputRefs.manifest.run
         inputs = sorted({ref.run for ref in inputRefs.inputs_seen})
-        butlerQC.put(pipeBase.Struct(manifest=build_manifest(run, inputs, tables)), outputRefs)
+        butlerQC.put(pipeBase.Struct(manifest=build_manifest(run, inputs, tables, rows=rows)), outputRefs)
