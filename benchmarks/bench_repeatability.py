@@ -1,20 +1,27 @@
 """PA1 and AM1 on a synthetic 10^7-row matched catalog: surveyqa's engine vs a plain pandas group-by.
 
-Both implementations compute the same definitions (docs/metric-engine.md) from the same Parquet
-file, each in its own subprocess so that its peak memory (ru_maxrss) is its own:
+Both implementations compute surveyqa's current definitions (lsst/faro's, see "The SRD metrics
+as implemented" in docs/metric-engine.md) from the same Parquet file, each in its own subprocess
+so that its peak memory (VmHWM) is its own. Objects are (obj_index, band); mag is
+31.4 - 2.5 log10(psfFlux / nJy), S/N is psfFlux / psfFluxErr.
 
-* PA1: per object (obj_index, band) the sample std of the magnitudes (from psfFlux in nJy),
-  median S/N, mean extendedness, count; median std over unresolved objects with S/N >= 50 and
-  >= 3 visits.
-* AM1: objects with 17 <= median mag < 21.5, unresolved, >= 2 visits; at most 20,000 objects
-  (seeded sample) and 1,000,000 pairs 4-6 arcmin apart; per pair, the std of the distance over
-  common visits; median over pairs. The pair search (cKDTree) is shared; what differs is the
-  per-object statistics and the per-pair, per-visit join (a position cube of the sampled objects
-  vs two pandas merges over all sources).
+* PA1 (faro's filterMatches as photRepeat calls it): objects with every magnitude finite, median
+  of the finite S/N >= 200, extendedness < 0.9 in every visit (NaN: not point-like) and >= 3
+  measurements; per object the population std (ddof=0) of its magnitudes; the median over the
+  selected objects, in mmag (NaN with 10 or fewer objects).
+* AM1: objects with >= 2 measurements, every magnitude finite, median finite S/N >= 50,
+  extendedness < 0.9 in every visit, 17 <= median mag < 21.5 (the synthetic catalog has no flag
+  or detect_isPrimary column); position: the normalized sum of the sources' unit vectors; at
+  most 20,000 objects (seeded sample) and 1,000,000 pairs with 4 <= d < 6 arcmin (chords);
+  per pair the sample std (ddof=1) of the distance over common visits (pairs with >= 2); the
+  median over pairs, in mas (NaN with fewer than 10 pairs). The pair search (cKDTree) is the
+  same; what differs is the per-object statistics and the per-pair, per-visit join (ours:
+  numpy segment reductions and a position cube of the sampled objects; pandas: group-by
+  aggregations and two merges over all sources).
 
 Each side reads the columns it uses: ours passes ``measure`` a ``pyarrow.parquet.ParquetFile``
 (strings read as Arrow dictionaries), from which it reads the columns the metric asks for;
-its "read" is then opening the file, and the reading is in its compute; ``--ours-input table`` reads the
+its "read" is then opening the file, and the reading is in its compute (``--ours-input table`` reads the
 ``input_columns`` with ``read_table`` first instead); pandas reads with
 ``pd.read_parquet(path, columns=...)``. Compare the totals; the line "reads: ..." says how ours read.
 
@@ -41,7 +48,8 @@ from pathlib import Path
 
 #: the columns each pandas implementation uses (ours asks the engine: `input_columns`).
 PANDAS_COLUMNS = {"PA1": ["obj_index", "band", "psfFlux", "psfFluxErr", "extendedness"],
-                  "AM1": ["obj_index", "visit", "coord_ra", "coord_dec", "psfFlux", "extendedness"]}
+                  "AM1": ["obj_index", "band", "visit", "coord_ra", "coord_dec", "psfFlux", "psfFluxErr",
+                          "extendedness"]}
 
 
 def _ours(metric: str, path: str, source: str = "parquet") -> dict:
@@ -59,7 +67,7 @@ def _ours(metric: str, path: str, source: str = "parquet") -> dict:
     strings = [c for c in columns if pa.types.is_string(schema.field(c).type)]
     if source == "table":  # read the metric's columns, then measure the table
         table = pq.read_table(path, columns=columns, read_dictionary=strings, memory_map=True)
-    else:  # measure reads the columns it uses from the file, row group by row group where it can
+    else:  # measure reads the columns it uses from the file
         table = pq.ParquetFile(path, memory_map=True, read_dictionary=strings)
     t1, c1 = time.perf_counter(), time.process_time()
     value = measure(m, table).values["value"][0].as_py()
@@ -73,12 +81,15 @@ def _timings(t0: float, c0: float, t1: float, c1: float) -> dict:
     return {"read_s": t1 - t0, "compute_s": t2 - t1, "read_cpu_s": c1 - c0, "compute_cpu_s": c2 - c1}
 
 
-def _pandas_objects(df, snr: bool = True):
+def _pandas_objects(df):
+    """Per-source columns of faro's filterMatches: mag, finite S/N, finite mag, point-like."""
     import numpy as np
 
     df["mag"] = -2.5 * np.log10(df["psfFlux"]) + 31.4
-    if snr:
-        df["snr"] = df["psfFlux"] / df["psfFluxErr"]
+    snr = df["psfFlux"] / df["psfFluxErr"]
+    df["snr"] = snr.where(np.isfinite(snr))  # the median of the finite S/N (pandas skips NaN)
+    df["mag_ok"] = np.isfinite(df["mag"])
+    df["point"] = df["extendedness"] < 0.9  # NaN is not point-like
     return df
 
 
@@ -89,10 +100,11 @@ def _pandas_pa1(path: str) -> dict:
     df = pd.read_parquet(path, columns=PANDAS_COLUMNS["PA1"])
     t1, c1 = time.perf_counter(), time.process_time()
     df = _pandas_objects(df)
-    obj = df.groupby(["obj_index", "band"]).agg(
-        n=("mag", "count"), std=("mag", "std"), snr=("snr", "median"), ext=("extendedness", "mean"))
-    sel = (obj["ext"] < 0.5) & (obj["snr"] >= 50) & (obj["n"] >= 3)
-    value = float(obj.loc[sel, "std"].median() * 1000.0)
+    g = df.groupby(["obj_index", "band"])
+    obj = g.agg(n=("mag", "size"), snr=("snr", "median"), mag_ok=("mag_ok", "all"), point=("point", "all"))
+    obj["std"] = g["mag"].std(ddof=0)
+    sel = obj["mag_ok"] & (obj["snr"] >= 200) & obj["point"] & (obj["n"] >= 3)
+    value = float(obj.loc[sel, "std"].median() * 1000.0) if sel.sum() > 10 else float("nan")
     return _timings(t0, c0, t1, c1) | {"value": value, "columns": PANDAS_COLUMNS["PA1"]}
 
 
@@ -106,32 +118,35 @@ def _pandas_am1(path: str) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     df = pd.read_parquet(path, columns=PANDAS_COLUMNS["AM1"])
     t1, c1 = time.perf_counter(), time.process_time()
-    df = _pandas_objects(df, snr=False)
+    df = _pandas_objects(df)
     ra, dec = np.radians(df["coord_ra"]), np.radians(df["coord_dec"])
     df["x"], df["y"], df["z"] = np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)
-    obj = df.groupby("obj_index").agg(n=("mag", "count"), mag=("mag", "median"), ext=("extendedness", "mean"),
-                                      x=("x", "sum"), y=("y", "sum"), z=("z", "sum"))
-    chosen = obj[(obj["ext"] < 0.5) & (obj["mag"] >= 17) & (obj["mag"] < 21.5) & (obj["n"] >= 2)]
+    g = df.groupby(["obj_index", "band"])
+    df["obj"] = g.ngroup()  # object number, in the (sorted) order of obj's rows
+    obj = g.agg(n=("mag", "size"), mag=("mag", "median"), snr=("snr", "median"), mag_ok=("mag_ok", "all"),
+                point=("point", "all"), x=("x", "sum"), y=("y", "sum"), z=("z", "sum"))
+    sel = ((obj["n"] >= 2) & obj["mag_ok"] & (obj["snr"] >= 50) & obj["point"]
+           & (obj["mag"] >= 17) & (obj["mag"] < 21.5))
+    chosen = np.flatnonzero(sel.to_numpy())
     rng = np.random.default_rng(SEED)
-    idx = np.arange(len(chosen))
-    if len(idx) > MAX_OBJECTS:
-        idx = np.sort(rng.choice(idx, MAX_OBJECTS, replace=False))
-    xyz = chosen[["x", "y", "z"]].to_numpy()[idx]
+    if len(chosen) > MAX_OBJECTS:
+        chosen = np.sort(rng.choice(chosen, MAX_OBJECTS, replace=False))
+    xyz = obj[["x", "y", "z"]].to_numpy()[chosen]
     xyz /= np.linalg.norm(xyz, axis=1, keepdims=True)
     lo, hi = (2 * np.sin(np.radians(a / 60) / 2) for a in (4.0, 6.0))
     pairs = cKDTree(xyz).query_pairs(hi, output_type="ndarray")
-    pairs = pairs[np.linalg.norm(xyz[pairs[:, 0]] - xyz[pairs[:, 1]], axis=1) >= lo]
+    chord = np.linalg.norm(xyz[pairs[:, 0]] - xyz[pairs[:, 1]], axis=1)
+    pairs = pairs[(chord >= lo) & (chord < hi)]
     if len(pairs) > MAX_PAIRS:
         pairs = pairs[np.sort(rng.choice(len(pairs), MAX_PAIRS, replace=False))]
-    ids = chosen.index.to_numpy()[idx]
-    p = pd.DataFrame({"pair": np.arange(len(pairs)), "a": ids[pairs[:, 0]], "b": ids[pairs[:, 1]]})
-    src = df[["obj_index", "visit", "x", "y", "z"]]
-    m = p.merge(src, left_on="a", right_on="obj_index").merge(
-        src, left_on=["b", "visit"], right_on=["obj_index", "visit"], suffixes=("_a", "_b"))
+    p = pd.DataFrame({"pair": np.arange(len(pairs)), "a": chosen[pairs[:, 0]], "b": chosen[pairs[:, 1]]})
+    src = df[["obj", "visit", "x", "y", "z"]].dropna()  # sources with a position
+    m = p.merge(src, left_on="a", right_on="obj").merge(
+        src, left_on=["b", "visit"], right_on=["obj", "visit"], suffixes=("_a", "_b"))
     va, vb = m[["x_a", "y_a", "z_a"]].to_numpy(), m[["x_b", "y_b", "z_b"]].to_numpy()
     m["dist"] = np.arctan2(np.linalg.norm(np.cross(va, vb), axis=1), np.einsum("ij,ij->i", va, vb))
-    rms = m.groupby("pair")["dist"].std().dropna()
-    value = float(np.degrees(rms.median()) * 3.6e6)
+    rms = m.groupby("pair")["dist"].std().dropna()  # ddof=1; pairs with 2 or more common visits
+    value = float(np.degrees(rms.median()) * 3.6e6) if len(rms) >= 10 else float("nan")
     return _timings(t0, c0, t1, c1) | {"value": value, "columns": PANDAS_COLUMNS["AM1"]}
 
 
@@ -139,8 +154,24 @@ def _child(which: str, metric: str, path: str, source: str = "parquet") -> None:
     fn = {("ours", "PA1"): lambda: _ours("PA1", path, source), ("ours", "AM1"): lambda: _ours("AM1", path, source),
           ("pandas", "PA1"): lambda: _pandas_pa1(path), ("pandas", "AM1"): lambda: _pandas_am1(path)}[(which, metric)]
     out = fn()
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    out["peak_rss_mb"] = _peak_rss_mb()
     print(json.dumps(out))
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory, MB: VmHWM of /proc/self/status where there is one.
+
+    Not ``ru_maxrss`` on Linux: a child started by ``subprocess`` inherits its parent's peak
+    through exec, and the parent has just generated the catalog.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _median(values: list[float]) -> float:
@@ -155,7 +186,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each implementation (alternating); medians shown")
     ap.add_argument("--file", help="use this matched catalog (Parquet) instead of writing one")
     ap.add_argument("--ours-input", choices=("parquet", "table"), default="parquet",
-                    help="ours measures the ParquetFile (default: reads inside measure, row group by row group)"
+                    help="ours measures the ParquetFile (default: the columns are read inside measure)"
                          " or a table read first with read_table")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
