@@ -38,6 +38,20 @@ def rubin_demo_repo(tmp_path_factory) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
+def clean_rubin_demo_repo(tmp_path_factory) -> tuple[str, str]:
+    """The default demo's survey (same seed, same export) without any defect, QA'd into ``qa/demo``:
+    the clean twin on which nothing injected may be named. ``(repo_path, collection)``."""
+    from surveyqa.demo import DEMO_INPUT, DEMO_OUTPUT
+    from surveyqa.sim.rubin import RubinSimConfig, make_rubin_survey
+    from surveyqa.tasks.executor import run_qa
+
+    repo = tmp_path_factory.mktemp("rubin-clean") / "clean-repo"
+    make_rubin_survey(str(repo), RubinSimConfig(seed=1), collection=DEMO_INPUT)
+    run_qa(str(repo), DEMO_INPUT, DEMO_OUTPUT)
+    return str(repo), DEMO_OUTPUT
+
+
+@pytest.fixture(scope="session")
 def truth(demo_repo) -> dict:
     """The demo's truth manifest: which detector, visit, patch and column the injected defects hit."""
     from surveyqa.butler import QARepository

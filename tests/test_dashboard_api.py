@@ -87,6 +87,36 @@ def test_visit_json_bad_detector_and_bad_visit_are_the_outliers(server, truth):
     assert worst["visit"] == bad_visit and worst["outlier"] and worst["status"] == "fail"
 
 
+def test_quicklook_json_names_each_defect_once_by_place(server, truth):
+    culprits = {c["place"]: c for c in get(server, "/api/quicklook.json")["culprits"]}
+    d = truth["defects"]
+    visit = d["bad_zeropoint_visit"]["visit"]
+    assert {f["metric"] for f in culprits[f"visit {visit}"]["flags"]} >= {"health.zeroPointOffset",
+                                                                           "health.photRefOffset"}
+    assert not any(c["data_id"].get("visit") == visit and "detector" in c["data_id"] for c in culprits.values())
+    detector = d["bad_astrometry_detector"]["detector"]
+    focal = [c for c in culprits.values() if c["kind"] == "focal_detector"]
+    assert [c["data_id"] for c in focal] == [{"detector": detector}]
+    assert focal[0]["query"]["view"] == "focalplane"
+    empty = d["empty_region"]
+    assert f"tract {empty['tract']} patch {empty['patch']}" in culprits
+    assert f"tract {empty['tract']} column {d['nan_flux_column']['column']}" in culprits
+    for visit, det in d["outside_refcat"]["failing"]:
+        assert culprits[f"visit {visit} detector {det}"]["flags"][0]["rule"] == "failed"
+
+
+def test_focal_plane_json_marks_the_detector_bad_in_every_visit(server, truth):
+    detector = truth["defects"]["bad_astrometry_detector"]["detector"]
+    for band in sorted({v["band"] for v in truth["visits"]}):
+        page = get(server, f"/api/focalplane/health.astromOffset.json?band={band}")
+        assert [d["detector"] for d in page["detectors"] if d["n_fail"]] == [detector]
+        assert all(d["polygon"] for d in page["detectors"]) and page["reference_visit"] is not None
+        one = get(server, f"/api/focalplane/health.astromOffset.json?band={band}&detector={detector}")
+        in_band = [v["visit"] for v in truth["visits"] if v["band"] == band]
+        assert [v["visit"] for v in one["visits"]] == sorted(in_band)
+        assert all(v["status"] == "fail" for v in one["visits"])
+
+
 def test_failures_json_lists_failed_quanta_with_positions(server, truth):
     failures = get(server, "/api/failures.json")["failures"]
     failing = {tuple(pair) for pair in truth["defects"]["outside_refcat"]["failing"]}
@@ -102,6 +132,9 @@ def test_failures_json_lists_failed_quanta_with_positions(server, truth):
     ("/api/notebook.ipynb?metric=nope", 404, "no metric"),
     ("/api/metric/validate_drp.PA1.json?tract=999", 404, "no tract 999"),
     ("/api/visits/health.astromOffset.json?visit=999999", 404, "no visit 999999"),
+    ("/api/focalplane/health.astromOffset.json?band=zz", 400, "no per-detector values in band 'zz'"),
+    ("/api/focalplane/health.astromOffset.json?detector=99", 404, "no detector 99"),
+    ("/api/focalplane/validate_drp.PA1.json", 400, "no per-detector values"),
 ])
 def test_bad_queries_answer_4xx_with_a_hint(server, path, status, needle):
     body = get(server, path, status)

@@ -65,9 +65,37 @@ def test_quick_look_shows_counts_and_injected_defects_in_red(page, server, truth
         assert button.count() >= 1, f"{label} should be a red (failed) button"
         assert "bk-btn-danger" in button.first.get_attribute("class")
     assert page.locator(".sq-pass button").count() > 0, "the metrics the defects do not touch should be green"
-    # one bad detector among many: the button says how many values fail, not only their median
+    # one bad detector among many: the button says how many values fail and names the worst one
+    bad_detector = truth["defects"]["bad_astrometry_detector"]["detector"]
     label = page.locator(".sq-fail button", has_text="health.astromOffset").first.inner_text()
-    assert re.search(r"\((\d+)/(\d+) fail\)", label), label
+    assert re.search(rf"\d+/\d+ detectors fail, worst .* mas at visit \d+ detector {bad_detector}$", label), label
+    assert "median" not in label
+
+
+def test_a_detector_bad_in_every_visit_is_one_culprit_and_stands_out_on_the_focal_plane(page, server, truth):
+    bad_detector = truth["defects"]["bad_astrometry_detector"]["detector"]
+    open_page(page, server)
+    browser.wait_for_plot(page, "sky", ["level:quicklook"])
+    n_visits = len(truth["visits"])
+    culprit = browser.shown(page, ".sq-culprit-place button", has_text=f"detector {bad_detector} ({n_visits} of "
+                            f"{n_visits} visits)")
+    assert culprit.count() == 1, browser.visible_text(page)
+    culprit.click()
+    browser.wait_for_plot(page, "focalplane", ["level:focalplane", "metric:health.astromOffset"])
+    assert "view=focalplane" in page.url
+    tags = browser.plot_tags(page, "focalplane")[0]
+    assert f"failing:{bad_detector}" in tags, tags
+    page.screenshot(path=SHOTS / "focalplane.png", full_page=True)
+    browser.click_polygon(page, "focalplane", "detector", bad_detector)
+    page.wait_for_selector(f"{browser.SHOWN_PAGE} h3.sq-focal-detector")
+    assert f"detector={bad_detector}" in page.url
+    band = next(t for t in tags if t.startswith("band:")).split(":")[1]
+    in_band = sum(v["band"] == band for v in truth["visits"])
+    assert browser.shown(page, "h3.sq-focal-detector").inner_text().startswith(
+        f"detector {bad_detector}: {in_band} visits")
+    page.reload(wait_until="domcontentloaded")  # the state is in the URL
+    browser.wait_for_plot(page, "focalplane", ["level:focalplane", f"band:{band}"])
+    assert browser.shown(page, "h3.sq-focal-detector").inner_text().startswith(f"detector {bad_detector}:")
 
 
 def test_metric_tract_patch_drill_down_and_breadcrumbs(page, server, truth):

@@ -84,10 +84,12 @@ def quick_look(repo: str | Path, collection: str) -> list[str]:
     """The quick-look summary of a QA run, as lines of text.
 
     Per metric: number of values, how many fail their spec, the spec and the worst value; then
-    each failing value with its data ID, the failed quanta, and, for a simulated survey, each
-    injected defect next to the values that single it out.
+    what is wrong, by place (`surveyqa.culprits`, as the dashboard's quick look shows it), the
+    failed quanta, and, for a simulated survey, each injected defect next to the values that
+    single it out.
     """
     from surveyqa.butler.reader import QARepository
+    from surveyqa.culprits import find_culprits, flag_text
 
     qa = QARepository(repo, collection)
     values = qa.metric_values()
@@ -103,13 +105,12 @@ def quick_look(repo: str | Path, collection: str) -> list[str]:
         mark = "FAIL" if fails else ("pass" if len(spec) else "-")
         lines.append(f"{name:34s} {len(group):6d} {fails:5d}  {spec_text:24s} {mark}")
     failing = values[values["status"] == "fail"]
-    lines += ["", f"Failing values ({len(failing)}):"]
-    for _, row in failing.head(40).iterrows():
-        lines.append(f"  {row['metric']:30s} {_data_id(row):40s} {row['value']:.4g} {row['unit']} "
-                     f"(spec {row['threshold']:g})")
-    if len(failing) > 40:
-        lines.append(f"  ... {len(failing) - 40} more")
     failures = qa.failures()
+    culprits = find_culprits(values, failures)
+    lines += ["", f"What is wrong ({len(culprits)} places, {len(failing)} failing values):"]
+    for culprit in culprits:
+        lines.append(f"  {culprit.place}")
+        lines += [f"      {flag_text(flag, culprit.data_id)}" for flag in culprit.flags]
     lines += ["", f"Failed quanta ({len(failures)}):"]
     for _, row in failures.iterrows():
         lines.append(f"  {row['label']} {row['data_id']}: {row.get('exception_type')}: {row['message']}")
@@ -149,17 +150,6 @@ def _located_defect_line(name: str, defect: dict, failing) -> str:
                       for _, row in sub.iterrows()})
     verdict = "caught" if where in flagged else "MISSED"
     return f"{name.replace('_', ' ')} at {where} ({size}): {defect['metric']} fails at {flagged or 'none'}: {verdict}"
-
-
-def _data_id(row) -> str:
-    import pandas as pd
-
-    parts = []
-    for key in ("tract", "patch", "visit", "detector", "band", "column"):
-        value = row.get(key)
-        if value is not None and not pd.isna(value):
-            parts.append(f"{key}={value}")
-    return " ".join(parts)
 
 
 def _defect_lines(defects: dict, failing, failures) -> list[str]:

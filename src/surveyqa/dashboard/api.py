@@ -8,6 +8,7 @@ numbers a user sees. Bad input answers 400/404 with ``{"error": ..., "hint": ...
 | ``/api/quicklook.json?sky_metric=M&sky_band=B`` | quick look |
 | ``/api/metric/<metric>.json?band=&tract=&patch=`` | metric view, coadd mode |
 | ``/api/visits/<metric>.json?band=&visit=&detector=`` | metric view, visit mode |
+| ``/api/focalplane/<metric>.json?band=&detector=`` | focal plane: a detector metric per detector over all visits |
 | ``/api/failures.json`` | failures |
 | ``/api/manifest.json`` | the repository's QA manifest |
 | ``/api/notebook.ipynb?view=&metric=&band=&tract=...`` | the "open in Jupyter" notebook |
@@ -35,9 +36,11 @@ __all__ = ["api_routes", "ROUTES"]
 log = logging.getLogger(__name__)
 
 ROUTES = {
-    "/api/quicklook.json": "quick look: header counts, one row per metric (and band), sky map values",
+    "/api/quicklook.json": "quick look: header counts, culprits (what is wrong, by place), one row per metric "
+                           "(and band), sky map values",
     "/api/metric/<metric>.json": "coadd drill-down: ?band=, ?tract=, ?patch=",
     "/api/visits/<metric>.json": "visit drill-down: ?band=, ?visit=, ?detector=",
+    "/api/focalplane/<metric>.json": "focal plane: per detector over every visit of a band: ?band=, ?detector=",
     "/api/failures.json": "failed quanta",
     "/api/manifest.json": "the QA manifest (metrics, selections, specs)",
     "/api/notebook.ipynb": "notebook loading the view given by the query (view, metric, band, tract, ...)",
@@ -69,7 +72,7 @@ class _Handler(RequestHandler):
             payload = build()
         except SurveyQAError as exc:
             missing = ("no metric" in exc.message or "compares no" in exc.message
-                       or exc.message.startswith(("no tract ", "no visit ")))
+                       or exc.message.startswith(("no tract ", "no visit ", "no detector ")))
             self.set_status(404 if missing else 400)
             payload = {"error": exc.message, "hint": exc.hint}
         self.set_header("Content-Type", "application/json")
@@ -92,6 +95,12 @@ class VisitsHandler(_Handler):
     def get(self, metric: str) -> None:
         self._send(lambda: model.visit_view(self.config.source, metric, self._str("band"), self._int("visit"),
                                             self._int("detector")).to_json())
+
+
+class FocalPlaneHandler(_Handler):
+    def get(self, metric: str) -> None:
+        self._send(lambda: model.focal_plane(self.config.source, metric, self._str("band"),
+                                             self._int("detector")).to_json())
 
 
 class FailuresHandler(_Handler):
@@ -167,6 +176,7 @@ def api_routes(config) -> list[tuple]:
         (r"/api/quicklook\.json", QuickLookHandler, args),
         (r"/api/metric/(.+)\.json", MetricHandler, args),
         (r"/api/visits/(.+)\.json", VisitsHandler, args),
+        (r"/api/focalplane/(.+)\.json", FocalPlaneHandler, args),
         (r"/api/failures\.json", FailuresHandler, args),
         (r"/api/manifest\.json", ManifestHandler, args),
         (r"/api/notebook\.ipynb", NotebookHandler, args),

@@ -27,6 +27,7 @@ from . import notebook, plots
 from .compare_view import CompareDrillPanel, CompareQuickLookPanel
 from .drill_view import DrillPanel
 from .failures_view import failures_panel
+from .focalplane_view import FocalPlanePanel
 from .quicklook_view import QuickLookPanel
 from .source import DataSource
 from .state import COMPARE_VIEWS, URL_KEYS, DrillState
@@ -173,6 +174,8 @@ class _Session:
                 page = QuickLookPanel(source, state, title)
             elif kind == "failures":
                 page = _Static(failures_panel(source))
+            elif kind == "focalplane":
+                page = FocalPlanePanel(source, state)
             else:  # a metric view: one page per mode (coadd, visits), each laid out for its mode
                 self.jupyter[(kind, side)] = _Jupyter(config, state, side)
                 page = DrillPanel(source, state, extras=[self.jupyter[(kind, side)].panel])
@@ -189,6 +192,8 @@ class _Session:
             return "compare" if state.view == "compare" or state.metric is None else "compare_drill"
         if state.view == "failures":
             return "failures"
+        if state.view == "focalplane" and state.metric is not None:
+            return "focalplane"
         if state.view == "quicklook" or state.metric is None:
             return "quicklook"
         return "drill_visits" if state.view == "visits" else "drill_coadd"

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from surveyqa.culprits import Culprit, row_id, find_culprits, flag_text, id_text, worst_value
 from surveyqa.errors import SurveyQAError
 
 from .source import DataSource
@@ -21,7 +22,7 @@ from .source import DataSource
 __all__ = [
     "LEVEL_ORDER", "metric_entries", "metric_entry", "quicklook", "QuickLook", "DrillView",
     "metric_view", "visit_view", "failures_view", "flag_outliers", "unwrap_ra", "row_columns",
-    "run_state", "PARTIAL_NOTICE",
+    "run_state", "PARTIAL_NOTICE", "culprit_query", "SUMMARY_COLUMNS", "FocalPlane", "focal_plane",
 ]
 
 #: From the most rolled-up level to the finest.
@@ -62,7 +63,8 @@ def _top_level(levels: pd.Series) -> str:
 
 @dataclass
 class QuickLook:
-    """The landing page: header numbers, one summary row per (metric, band), the sky map."""
+    """The landing page: header numbers, what is wrong (culprits, worst first), one summary row
+    per (metric, band), the sky map."""
 
     header: dict
     summary: pd.DataFrame
@@ -70,10 +72,13 @@ class QuickLook:
     sky_band: str | None
     sky: pd.DataFrame
     bands: list[str] = field(default_factory=list)
+    culprits: list[Culprit] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
             "header": self.header,
+            "culprits": [{**c.to_json(), "query": culprit_query(c),
+                          "lines": [flag_text(f, c.data_id) for f in c.flags]} for c in self.culprits],
             "metrics": _records(self.summary),
             "sky": {"metric": self.sky_metric, "band": self.sky_band, "bands": self.bands,
                     "values": _records(self.sky)},
@@ -93,44 +98,71 @@ def quicklook(source: DataSource, sky_metric: str | None = None, band: str | Non
         Band of the sky map; the first band with values if omitted.
     """
     entries = metric_entries(source)
+    everything = source.metric_values()
+    by_metric = dict(tuple(everything.groupby("metric", sort=False))) if len(everything) else {}
     rows = []
     for entry in entries:
-        values = source.metric_values(metric=entry["name"])
+        values = by_metric.get(entry["name"], pd.DataFrame())
         if not len(values):
-            rows.append({"metric": entry["name"], "band": None, "value": math.nan,
-                         "unit": entry.get("unit", ""), "level": None, "status": "none",
-                         "spec": None, "threshold": math.nan, "n": 0, "n_fail": 0, "note": "no values"})
+            rows.append({"metric": entry["name"], "band": None, "value": math.nan, "unit": entry.get("unit", ""),
+                         "level": None, "status": "none", "spec": None, "threshold": math.nan, "n": 0,
+                         "n_fail": 0, "worst": math.nan, "worst_id": None, "worst_text": None, "noun": None,
+                         "note": "no values"})
             continue
-        top = values[values["level"] == _top_level(values["level"])]
-        if top["level"].iloc[0] in ("dataset", "band"):
-            for _, row in top.iterrows():
-                rows.append(_summary_row(entry, row))
-        else:  # no rolled-up value stored: summarise the finest level's values per band
-            for band_name, group in top.groupby(top["band"].fillna(""), sort=True):
-                rows.append({
-                    "metric": entry["name"], "band": band_name or None,
-                    "value": float(np.nanmedian(group["value"])) if group["value"].notna().any() else math.nan,
-                    "unit": group["unit"].iloc[0], "level": f"median of {len(group)} {group['level'].iloc[0]} values",
-                    "status": _status(group["status"]), "spec": group["spec"].dropna().iloc[0]
-                    if group["spec"].notna().any() else None,
-                    "threshold": math.nan, "n": int(len(group)), "n_fail": int((group["status"] == "fail").sum()),
-                    "note": None,
-                })
-    summary = pd.DataFrame(rows, columns=["metric", "band", "value", "unit", "level", "status", "spec",
-                                          "threshold", "n", "n_fail", "note"])
+        for band_name, group in values.groupby(values["band"].fillna(""), sort=True):
+            rows.append(_summary_row(entry, band_name or None, group))
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    found = find_culprits(everything, source.failures())
     sky_candidates = [e["name"] for e in entries if set(e.get("levels", [])) & {"tract", "visit"}]
     if sky_metric is None and sky_candidates:
         sky_metric = sky_candidates[0]
     sky, bands = pd.DataFrame(), []
     if sky_metric is not None:
         sky, bands, band = _sky_values(source, sky_metric, band)
-    return QuickLook(_header(source), summary, sky_metric, band, sky, bands)
+    return QuickLook(_header(source), summary, sky_metric, band, sky, bands, found)
 
 
-def _summary_row(entry: dict, row: pd.Series) -> dict:
-    return {"metric": entry["name"], "band": row["band"], "value": row["value"], "unit": row["unit"],
-            "level": row["level"], "status": row["status"] or "none", "spec": row["spec"],
-            "threshold": row["threshold"], "n": row["n"], "n_fail": int(row["status"] == "fail"), "note": row["note"]}
+#: Columns of `QuickLook.summary`.
+SUMMARY_COLUMNS = ["metric", "band", "value", "unit", "level", "status", "spec", "threshold", "n", "n_fail",
+                   "worst", "worst_id", "worst_text", "noun", "note"]
+
+
+def _summary_row(entry: dict, band: str | None, values: pd.DataFrame) -> dict:
+    """One metric and band: the values of the coarsest level that has failures (else the coarsest
+    level), how many fail, and the worst with its data ID. ``value`` is a stored value only where
+    that level has one (a band's or a single tract's); no aggregate of stored values is made here,
+    since none but the metric's own is defined."""
+    levels = [lv for lv in LEVEL_ORDER if (values["level"] == lv).any()]
+    failing = [lv for lv in levels if (values.loc[values["level"] == lv, "status"] == "fail").any()]
+    level = failing[0] if failing else levels[0]
+    shown = values[values["level"] == level]
+    worst = worst_value(shown, entry.get("higher_is_better"))
+    worst_id = row_id(worst) if worst is not None else None
+    single = shown.iloc[0] if len(shown) == 1 else None
+    spec = shown["spec"].dropna()
+    return {"metric": entry["name"], "band": band, "unit": shown["unit"].iloc[0], "level": level,
+            "value": float(single["value"]) if single is not None else math.nan,
+            "status": _status(values["status"]), "spec": spec.iloc[0] if len(spec) else None,
+            "threshold": float(single["threshold"]) if single is not None and pd.notna(single["threshold"])
+            else math.nan, "n": int(len(shown)), "n_fail": int((shown["status"] == "fail").sum()),
+            "worst": float(worst["value"]) if worst is not None else math.nan, "worst_id": worst_id,
+            "worst_text": id_text(worst_id) if worst_id else None,
+            "noun": f"{level} column" if "column" in shown and shown["column"].notna().any() else level,
+            "note": single["note"] if single is not None and pd.notna(single["note"]) else None}
+
+
+def culprit_query(culprit: Culprit) -> dict:
+    """The page a culprit opens: its place, in the view of the first metric that flags it."""
+    flag = culprit.flags[0]
+    if flag.get("task"):
+        return {"view": "failures"}
+    ids = {k: v for k, v in culprit.data_id.items() if k in ("tract", "patch", "visit", "detector")}
+    query = {"metric": flag["metric"], "band": flag.get("band")}
+    if culprit.kind == "focal_detector":
+        return {"view": "focalplane", **query, **ids}
+    if "visit" in ids:
+        return {"view": "visits", **query, **ids}
+    return {"view": "metric", **query, **ids}
 
 
 def _sky_values(source: DataSource, metric: str, band: str | None) -> tuple[pd.DataFrame, list, str | None]:
@@ -514,3 +546,94 @@ def _records(frame: pd.DataFrame) -> list[dict]:
             clean[str(key)] = value
         out.append(clean)
     return out
+
+
+@dataclass
+class FocalPlane:
+    """A detector-level metric over all visits of a band, per detector, on the focal-plane layout.
+
+    ``detectors``: one row per detector with ``value`` (the median of its stored per-visit
+    values, said so on the page), ``n`` (visits), ``n_fail`` (visits failing), ``status`` and
+    ``polygon`` (the detector's outline in the reference visit, projected on the plane tangent
+    at that visit's centre: degrees, x towards increasing RA). ``visits``: the stored values of
+    the selected detector, one per visit.
+    """
+
+    metric: dict
+    band: str | None
+    bands: list[str]
+    detector: int | None
+    reference_visit: int | None
+    detectors: pd.DataFrame
+    visits: pd.DataFrame
+
+    def to_json(self) -> dict:
+        return {"metric": self.metric["name"], "unit": self.metric.get("unit", ""), "band": self.band,
+                "bands": self.bands, "detector": self.detector, "reference_visit": self.reference_visit,
+                "detectors": _records(self.detectors), "visits": _records(self.visits)}
+
+
+def focal_plane(source: DataSource, metric: str, band: str | None = None,
+                detector: int | None = None) -> FocalPlane:
+    """Per detector, one metric over every visit of a band (analysis_tools' focal-plane plot):
+    a detector bad in every visit stands out, which no single visit shows."""
+    entry = metric_entry(source, metric)
+    values = source.metric_values(metric=metric)
+    values = values[(values["level"] == "detector") & values["detector"].notna()] if len(values) else values
+    if not len(values):
+        raise SurveyQAError(f"{metric} has no per-detector values", "the focal plane shows metrics stored per "
+                            "detector; open this metric's visit or coadd view instead")
+    bands = sorted(values["band"].dropna().unique().tolist())
+    if band is not None and bands and band not in bands:
+        raise SurveyQAError(f"{metric} has no per-detector values in band {band!r}", f"bands: {', '.join(bands)}")
+    band = band if band in bands else (bands[0] if bands else None)
+    values = values[values["band"] == band] if band is not None else values
+    values = values.assign(detector=values["detector"].astype("int64"), visit=values["visit"].astype("int64"))
+    if detector is not None and int(detector) not in set(values["detector"]):
+        known = ", ".join(map(str, sorted(set(values["detector"]))[:30]))
+        raise SurveyQAError(f"no detector {detector} in {metric} {band or ''}".strip(), f"known detectors: {known}")
+    grouped = values.groupby("detector")
+    per = pd.DataFrame({
+        "value": grouped["value"].median(), "n": grouped["visit"].nunique(),
+        "n_fail": grouped["status"].agg(lambda s: int((s == "fail").sum())),
+    }).reset_index()
+    per["status"] = np.where(per["n_fail"] > 0, "fail", grouped["status"].agg(_status).to_numpy())
+    per["band"] = band
+    per["unit"] = entry.get("unit", "")
+    reference_visit, layout = _focal_layout(source, values)
+    per = per.merge(layout, on="detector", how="left") if len(layout) else per.assign(polygon=None)
+    visits = pd.DataFrame()
+    if detector is not None:
+        keep = [c for c in ("visit", "detector", "band", "value", "unit", "status", "spec", "threshold", "rule", "note")
+                if c in values]
+        visits = values.loc[values["detector"] == int(detector), keep].sort_values("visit").reset_index(drop=True)
+        visits["outlier"] = flag_outliers(visits["value"]) if len(visits) else pd.Series(dtype=bool)
+    return FocalPlane(entry, band, bands, None if detector is None else int(detector), reference_visit,
+                      per.reset_index(drop=True), visits)
+
+
+def _focal_layout(source: DataSource, values: pd.DataFrame) -> tuple[int | None, pd.DataFrame]:
+    """Each detector's outline in the visit with the most detectors, on its tangent plane (deg)."""
+    counts = values.groupby("visit")["detector"].nunique().sort_values(ascending=False, kind="stable")
+    for visit in counts.index[:3]:
+        regions = source.detectors(int(visit))
+        if not len(regions) or "polygon" not in regions:
+            continue
+        centre = np.concatenate([np.asarray(p, float) for p in regions["polygon"] if p is not None and len(p)])
+        ra0 = float(np.degrees(np.arctan2(np.sin(np.radians(centre[:, 0])).mean(),
+                                          np.cos(np.radians(centre[:, 0])).mean())))
+        dec0 = float(centre[:, 1].mean())
+        polygons = [None if p is None or not len(p) else _tangent(np.asarray(p, float), ra0, dec0).tolist()
+                    for p in regions["polygon"]]
+        return int(visit), pd.DataFrame({"detector": regions["detector"].astype("int64"), "polygon": polygons})
+    return None, pd.DataFrame(columns=["detector", "polygon"])
+
+
+def _tangent(vertices: np.ndarray, ra0: float, dec0: float) -> np.ndarray:
+    """Gnomonic projection of (RA, Dec) vertices (deg) about (ra0, dec0): (x, y) in degrees."""
+    ra, dec = np.radians(vertices[:, 0]), np.radians(vertices[:, 1])
+    a0, d0 = np.radians(ra0), np.radians(dec0)
+    cos_c = np.sin(d0) * np.sin(dec) + np.cos(d0) * np.cos(dec) * np.cos(ra - a0)
+    x = np.cos(dec) * np.sin(ra - a0) / cos_c
+    y = (np.cos(d0) * np.sin(dec) - np.sin(d0) * np.cos(dec) * np.cos(ra - a0)) / cos_c
+    return np.degrees(np.column_stack([x, y]))

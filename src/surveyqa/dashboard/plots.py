@@ -79,6 +79,15 @@ def sky_figure(tags: list[str], *, name: str = "sky", title: str = "", height: i
     return steady(fig)
 
 
+def plane_figure(tags: list[str], *, name: str = "focalplane", title: str = "", height: int = 520) -> figure:
+    """An empty focal-plane figure: tangent-plane offsets from the visit centre (deg), equal scales."""
+    fig = figure(title=title, name=name, tags=list(tags), height=height, sizing_mode="stretch_width",
+                 match_aspect=True, tools="pan,wheel_zoom,box_zoom,reset,tap",
+                 x_axis_label="x on the sky (deg, RA increasing to the left)", y_axis_label="y (deg, north up)")
+    fig.x_range.flipped = True
+    return steady(fig)
+
+
 def _vertices(polygons: pd.DataFrame, reference: float) -> tuple[list, list, np.ndarray]:
     xs, ys, keep = [], [], []
     for polygon in polygons["polygon"] if "polygon" in polygons else []:
@@ -122,8 +131,9 @@ class PolygonPlot:
     ``on_pick(i)`` is called with the row index (into the last ``data`` given) of a tapped polygon.
     """
 
-    def __init__(self, name: str = "sky", *, outline_color: str = "red", dashed: bool = True, height: int = 420):
-        self.fig = sky_figure([], name=name, height=height)
+    def __init__(self, name: str = "sky", *, outline_color: str = "red", dashed: bool = True, height: int = 420,
+                 plane: bool = False):
+        self.fig = plane_figure([], name=name, height=height) if plane else sky_figure([], name=name, height=height)
         self.mapper = LinearColorMapper(palette=Viridis256, low=0.0, high=1.0, nan_color="lightgrey")
         self.outlines = ColumnDataSource({"xs": [], "ys": [], "id": []})
         self.base = ColumnDataSource({"xs": [], "ys": [], "id": []})

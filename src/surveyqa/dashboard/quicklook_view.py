@@ -13,10 +13,12 @@ import math
 import panel as pn
 
 from . import model, plots
+from surveyqa.culprits import flag_text
+
 from .source import memo
 from .state import DrillState
 
-__all__ = ["QuickLookPanel", "BUTTON_TYPE", "format_value", "open_metric"]
+__all__ = ["QuickLookPanel", "BUTTON_TYPE", "format_value", "open_metric", "summary_label"]
 
 #: Metric status -> Bokeh button type (green pass, red fail, grey no spec).
 BUTTON_TYPE = {"pass": "success", "fail": "danger", "none": "light"}
@@ -37,6 +39,26 @@ def _header_html(header: dict) -> str:
     cells = "".join(f"<div class='sq-count' data-key='{k}'><b>{html.escape(str(v))}</b><br>{k}</div>"
                     for k, v in items)
     return f"<div class='sq-header' style='display:flex;gap:2em;font-size:1.1em'>{cells}</div>"
+
+
+#: Culprits listed with a button each; the others are named in one line.
+MAX_CULPRITS = 15
+
+
+def summary_label(row) -> str:
+    """A metric button: the stored value where there is one (a band's, a single tract's), else how
+    many of its values fail and the worst one with its data ID."""
+    band = f" {row.band}" if isinstance(row.band, str) else ""
+    level = row.noun or "value"
+    where = f" at {row.worst_text}" if isinstance(row.worst_text, str) else ""
+    if row.n == 1:
+        return f"{row.metric}{band}: {format_value(row.value, row.unit)}{where}"
+    if not row.n:
+        return f"{row.metric}{band}: no values"
+    counted = (f"{row.n_fail}/{row.n} {level}s fail" if row.n_fail else
+               f"{row.n} {level}s pass" if row.status == "pass" else f"{row.n} {level}s")
+    worst = f", worst {format_value(row.worst, row.unit)}{where}" if where else ""
+    return f"{row.metric}{band}: {counted}{worst}"
 
 
 def metric_view_of(entry: dict) -> str:
@@ -61,12 +83,9 @@ class QuickLookPanel:
         buttons = []
         for row in ql.summary.itertuples(index=False):
             band = row.band if isinstance(row.band, str) else None
-            label = f"{row.metric}{' ' + band if band else ''}: {format_value(row.value, row.unit)}"
-            if row.n_fail and row.n and row.n > 1:  # a median can look fine while some values fail
-                label += f" ({row.n_fail}/{row.n} fail)"
-            button = pn.widgets.Button(label=label, button_type=BUTTON_TYPE.get(row.status, "light"),
+            button = pn.widgets.Button(label=summary_label(row), button_type=BUTTON_TYPE.get(row.status, "light"),
                                        description=f"status: {row.status}; spec: {row.spec or 'none'}",
-                                       css_classes=["sq-metric", f"sq-{row.status}"], width=300)
+                                       css_classes=["sq-metric", f"sq-{row.status}"], width=420)
             button.on_click(lambda event, m=row.metric, b=band: open_metric(state, self.entries[m], b))
             buttons.append(button)
         counts = ql.summary["status"].value_counts()
@@ -93,6 +112,7 @@ class QuickLookPanel:
             pn.pane.Alert(model.PARTIAL_NOTICE, alert_type="warning", css_classes=["sq-partial"],
                           visible=ql.header.get("run_state") == "partial"),
             pn.pane.HTML(_header_html(ql.header), name="header"),
+            self._culprit_list(ql),
             summary,
             pn.FlexBox(*buttons, sizing_mode="stretch_width"),
             pn.Row(self.choose_metric, self.choose_band),
@@ -100,6 +120,29 @@ class QuickLookPanel:
             pn.pane.Bokeh(self.sky.fig, sizing_mode="stretch_width", min_height=420, visible=bool(sky_names)),
             sizing_mode="stretch_width",
         )
+
+    def _culprit_list(self, ql) -> pn.Column:
+        """"What is wrong": one row per culprit place, a button to it and what flags it."""
+        if not ql.culprits:
+            return pn.Column(pn.pane.HTML("<h3>What is wrong</h3><p class='sq-no-culprits'>Nothing: no value fails "
+                                          "its specification or stands out, and no quantum failed.</p>"),
+                             css_classes=["sq-culprits"])
+        rows = [pn.pane.HTML(f"<h3>What is wrong: {len(ql.culprits)} place{'s' if len(ql.culprits) > 1 else ''}"
+                             "</h3>")]
+        for culprit in ql.culprits[:MAX_CULPRITS]:
+            button = pn.widgets.Button(label=culprit.place, button_type="danger", width=230,
+                                       css_classes=["sq-culprit-place"],
+                                       description=f"open {culprit.place}")
+            button.on_click(lambda event, q=model.culprit_query(culprit): self.state.go(**q))
+            lines = "".join(f"<li>{html.escape(flag_text(f, culprit.data_id))}</li>" for f in culprit.flags)
+            flags = (f"<div class='sq-culprit-flags' data-place='{html.escape(culprit.place, quote=True)}'>"
+                     f"<ul style='margin:0'>{lines}</ul></div>")
+            rows.append(pn.Row(button, pn.pane.HTML(flags, sizing_mode="stretch_width"),
+                               css_classes=["sq-culprit"], sizing_mode="stretch_width"))
+        if len(ql.culprits) > MAX_CULPRITS:
+            more = ", ".join(c.place for c in ql.culprits[MAX_CULPRITS:])
+            rows.append(pn.pane.HTML(f"<p>and {len(ql.culprits) - MAX_CULPRITS} more: {html.escape(more)}</p>"))
+        return pn.Column(*rows, css_classes=["sq-culprits"], sizing_mode="stretch_width")
 
     def first_clicks(self) -> list[DrillState]:
         """Where a user most likely goes first, one place per mode (coadd, visits), likeliest first.

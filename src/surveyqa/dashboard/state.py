@@ -11,7 +11,7 @@ import param
 
 __all__ = ["DrillState", "URL_KEYS", "VIEWS", "COMPARE_VIEWS", "SIDES"]
 
-VIEWS = ["quicklook", "metric", "visits", "failures", "compare", "compare_metric", "compare_visits"]
+VIEWS = ["quicklook", "metric", "visits", "focalplane", "failures", "compare", "compare_metric", "compare_visits"]
 #: Views of a server that compares two runs (`surveyqa dashboard A --compare B`).
 COMPARE_VIEWS = {"compare", "compare_metric", "compare_visits"}
 #: Which run a single-run page shows when two are compared: A (the reference) or B.
