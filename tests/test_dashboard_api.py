@@ -63,7 +63,7 @@ def test_metric_json_drills_tract_then_patch(server, truth):
     assert inside["level"] == "tract" and inside["child_key"] == "patch"
     assert len(inside["children"]) == 16 and inside["rows"]["n"] > 0
     patch = get(server, f"/api/metric/validate_drp.PA1.json?band=r&tract={tract}&patch=6")
-    assert patch["level"] == "patch" and {r["patch"] for r in patch["rows"]["first"]} == {6}
+    assert patch["level"] == "patch" and {r["patch"] for r in patch["rows"]["worst"]} == {6}
     assert patch["breadcrumbs"][-1]["label"] == "patch 6"
     per_patch = {c["patch"]: c["n"] for c in inside["children"]}
     assert patch["rows"]["n_selected"] == per_patch[6] <= patch["rows"]["n"]  # the rows behind the value
@@ -117,6 +117,20 @@ def test_focal_plane_json_marks_the_detector_bad_in_every_visit(server, truth):
         assert all(v["status"] == "fail" for v in one["visits"])
 
 
+def test_linked_json_joins_the_stored_values_of_several_metrics_by_data_id(server, truth):
+    bad_visit = truth["defects"]["bad_zeropoint_visit"]["visit"]
+    band = next(v["band"] for v in truth["visits"] if v["visit"] == bad_visit)
+    page = get(server, f"/api/linked.json?metrics=health.zeroPointOffset,health.astromOffset&band={band}")
+    assert page["level"] == "detector" and page["keys"] == ["visit", "detector"]
+    stored = {(v["visit"], v["detector"]): v["value"] for v in get(
+        server, f"/api/visits/health.zeroPointOffset.json?visit={bad_visit}")["children"]}
+    rows = {(r["visit"], r["detector"]): r for r in page["rows"]}
+    assert {k: rows[k]["health.zeroPointOffset"] for k in stored} == stored
+    assert all(rows[k]["health.zeroPointOffset:status"] == "fail" for k in stored)
+    detector = truth["defects"]["bad_astrometry_detector"]["detector"]
+    assert {k[1] for k, r in rows.items() if r["health.astromOffset:status"] == "fail"} == {detector}
+
+
 def test_failures_json_lists_failed_quanta_with_positions(server, truth):
     failures = get(server, "/api/failures.json")["failures"]
     failing = {tuple(pair) for pair in truth["defects"]["outside_refcat"]["failing"]}
@@ -135,6 +149,20 @@ def test_failures_json_lists_failed_quanta_with_positions(server, truth):
     ("/api/focalplane/health.astromOffset.json?band=zz", 400, "no per-detector values in band 'zz'"),
     ("/api/focalplane/health.astromOffset.json?detector=99", 404, "no detector 99"),
     ("/api/focalplane/validate_drp.PA1.json", 400, "no per-detector values"),
+    ("/api/linked.json", 400, "nothing to link"),
+    ("/api/linked.json?metrics=validate_drp.PA1,health.psfFwhm", 400, "share no level"),
+    ("/api/linked.json?metrics=health.psfFwhm,no.such", 404, "no metric"),
+    ("/api/linked.json?metrics=health.psfFwhm,health.zeroPoint&band=zz", 400, "no values in band 'zz'"),
+    ("/api/linked.json?metrics=health.psfFwhm,health.zeroPoint&level=patch", 400, "not every metric"),
+    ("/api/metric/validate_drp.PA1.json?band=zz", 400, "validate_drp.PA1 has no values in band 'zz'"),
+    ("/api/visits/health.astromOffset.json?band=zz", 400, "has no values in band 'zz'"),
+    ("/api/metric/validate_drp.PA1.json?tract=12345678901234567890123", 400, "out of range"),
+    ("/api/visits/health.astromOffset.json?visit=-1", 400, "visit -1 is out of range"),
+    ("/api/metric/validate_drp.PA1.json?tract=%201", 400, "not an integer"),
+    ("/api/metric/validate_drp.PA1.json?tract=100&patch=99", 404, "no patch 99 in tract 100"),
+    ("/api/visits/health.astromOffset.json?visit=101001&detector=99", 404, "no detector 99 in visit 101001"),
+    ("/api/quicklook.json?sky_band=zz", 400, "has no values in band 'zz'"),
+    ("/api/nothing.json", 404, "no route"),
 ])
 def test_bad_queries_answer_4xx_with_a_hint(server, path, status, needle):
     body = get(server, path, status)

@@ -224,6 +224,36 @@ def test_open_in_jupyter_writes_the_notebook(page, server):
     browser.wait_for_plot(page, "sky", ["level:dataset"])
     with page.expect_download() as download:
         browser.shown(page, ".sq-jupyter").locator("a, button").first.click()
-    assert download.value.suggested_filename.endswith(".ipynb")
+    assert download.value.suggested_filename == "surveyqa_PA1_r.ipynb"
     path = browser.shown(page, "code.sq-notebook").inner_text()
-    assert Path(path).is_file() and "QARepository" in Path(path).read_text()
+    setup = Path(path).read_text()
+    # the repository by the absolute path the server resolved: the notebook runs from any folder
+    assert Path(server.config.repo).is_absolute() and repr(server.config.repo)[1:-1] in setup
+    assert "metric_view(repo, 'validate_drp.PA1', band='r')" in setup.replace('\\"', '"')
+
+
+def test_a_box_selection_in_one_metric_highlights_the_same_data_ids_in_the_others(page, server, truth):
+    bad_visit = truth["defects"]["bad_zeropoint_visit"]["visit"]
+    band = next(v["band"] for v in truth["visits"] if v["visit"] == bad_visit)
+    metrics = "health.astromOffset,health.photRefOffset,health.zeroPointOffset"
+    open_page(page, server, f"?view=linked&metrics={metrics}&band={band}")
+    for i in range(3):
+        browser.wait_for_plot(page, f"linked_{i}", ["level:linked"])
+    assert browser.selected_indices(page, "linked_0") == []
+    # the bad visit's detectors all sit far above the others in the photometric offset: box them there
+    browser.drag_box(page, "linked_1", (-0.5, 200.0), (8.5, 1e6))
+    selected = browser.shown(page, ".sq-linked-selected[data-n]")
+    selected.wait_for()
+    text = selected.inner_text()
+    page.screenshot(path=SHOTS / "linked.png", full_page=True)
+    in_visit = [d for d in text.split(": ", 1)[1].split(", ")]
+    assert in_visit and all(name.startswith(f"visit {bad_visit} detector ") for name in in_visit), text
+    picked = browser.selected_indices(page, "linked_1")
+    assert picked and browser.selected_indices(page, "linked_0") == picked == browser.selected_indices(
+        page, "linked_2")
+    assert browser.selected_indices(page, "linked_sky") == picked
+    browser.shown(page, ".sq-linked-clear button").click()
+    browser.shown(page, ".sq-linked-selected:not([data-n])").wait_for()
+    assert browser.selected_indices(page, "linked_0") == []
+    page.reload(wait_until="domcontentloaded")  # the metrics are in the URL
+    browser.wait_for_plot(page, "linked_2", ["level:linked", "metric:health.zeroPointOffset"])

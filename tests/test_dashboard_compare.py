@@ -133,7 +133,6 @@ def test_compare_pages_in_the_browser(server, truth):
     require_chromium(browser.chromium_path())
     SHOTS.mkdir(parents=True, exist_ok=True)
     bad = truth["defects"]["bad_astrometry_detector"]["detector"]
-    visit = truth["visits"][-1]["visit"]
     with browser.launch() as page:
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -148,6 +147,8 @@ def test_compare_pages_in_the_browser(server, truth):
                      has_text=re.compile(r"^health\.astromOffset$")).first.click()
         browser.wait_for_plot(page, "compare_sky", ["compare", "level:visits"])
         assert "view=compare_visits" in page.url
+        band = re.search(r"band=(\w+)", page.url)  # the row clicked is one band's (or all bands')
+        visit = [v["visit"] for v in truth["visits"] if band is None or v["band"] == band.group(1)][-1]
         browser.shown(page, '.sq-compare-children .tabulator-cell[tabulator-field="visit"]',
                      has_text=re.compile(rf"^{visit:,}$")).first.click()
         browser.wait_for_plot(page, "compare_sky", ["compare", "level:visit", f"visit:{visit}"])

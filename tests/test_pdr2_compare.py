@@ -61,4 +61,5 @@ def test_tracts_seen_through_both_r_filters_are_compared_tract_by_tract(server, 
 
     rows = httpx.get(server.url + "api/compare/quicklook.json", timeout=300).json()["metrics"]
     pa1 = next(r for r in rows if r["metric"] == METRIC and r["band"] == "r")
-    assert pa1["value_a"] == pytest.approx(np.median(old)) and pa1["value_b"] == pytest.approx(np.median(new))
+    # each run as its quick look summarises it: many tract values, so its worst one (no median)
+    assert pa1["value_a"] == pytest.approx(old.max()) and pa1["value_b"] == pytest.approx(new.max())

@@ -55,10 +55,15 @@ def test_quick_look_of_the_real_survey(pdr2, server):
     assert page["header"]["tracts"] == raw["tract"].nunique()
     r_rows = raw[raw["filter"].isin(["HSC-R", "HSC-R2"])]["validate_drp.PA1.design_gri"].dropna()
     pa1_r = next(m for m in page["metrics"] if m["metric"] == "validate_drp.PA1" and m["band"] == "r")
-    assert pa1_r["value"] == pytest.approx(np.median(r_rows))
+    # one value per (tract, physical filter): the quick look counts them and names the worst, and
+    # draws no median of them (no metric defines one)
+    assert pa1_r["level"] == "tract" and pa1_r["n"] == len(r_rows) and pa1_r["value"] is None
     assert pa1_r["unit"] == "mmag"
     # HSC PDR2's ~12 mmag repeatability is above the 5 mmag design requirement of LPM-17.
-    assert pa1_r["status"] == "fail" and 8 < pa1_r["value"] < 20
+    assert pa1_r["status"] == "fail" and pa1_r["n_fail"] == int((r_rows > 5.0).sum())
+    assert pa1_r["worst"] == pytest.approx(r_rows.max())
+    worst_tract = int(raw.loc[r_rows.idxmax(), "tract"])
+    assert pa1_r["worst_text"] == f"tract {worst_tract}"
     listed = {m["metric"] for m in page["metrics"]}
     assert listed == {m for m in listed if m.startswith("validate_drp.")}, "only metrics the table holds"
 

@@ -28,6 +28,7 @@ from .compare_view import CompareDrillPanel, CompareQuickLookPanel
 from .drill_view import DrillPanel
 from .failures_view import failures_panel
 from .focalplane_view import FocalPlanePanel
+from .linked_page import LinkedPanel
 from .quicklook_view import QuickLookPanel
 from .source import DataSource
 from .state import COMPARE_VIEWS, URL_KEYS, DrillState
@@ -51,6 +52,9 @@ class DashboardConfig:
         Where the source came from; needed for the "open in Jupyter" notebook.
     notebook_dir : Path, optional
         Where notebooks are written (their path is shown on the page).
+    jupyter : notebook.JupyterServer, optional
+        A running Jupyter server (``--jupyter-url``): "open in Jupyter" puts the notebook there
+        and opens it in a new tab, instead of downloading it.
     """
 
     source: DataSource
@@ -62,6 +66,7 @@ class DashboardConfig:
     compare: DataSource | None = None
     compare_repo: str | None = None
     compare_collection: str | None = None
+    jupyter: notebook.JupyterServer | None = None
 
     @property
     def labels(self) -> tuple[str, str]:
@@ -107,36 +112,84 @@ def _nav(config: DashboardConfig, state: DrillState) -> pn.Row:
                                    css_classes=[f"sq-nav-failures{'' if side == 'a' else '-b'}"])
         button.on_click(lambda e, side=side: state.go(view="failures", side=side))
         failures.append(button)
-    return pn.Row(*buttons[:1], home, *buttons[1:], *failures)
+    linked = pn.widgets.Button(label="linked metrics", button_type="default", css_classes=["sq-nav-linked"],
+                               description="several metrics side by side, a selection in one shown in all")
+    linked.on_click(lambda e: state.go(view="linked", side="a"))
+    return pn.Row(*buttons[:1], home, *buttons[1:], linked, *failures)
 
 
 class _Jupyter:
-    """The "open in Jupyter" button: download the notebook of the current place; its path on the server is shown."""
+    """The "open in Jupyter" button of a metric view.
+
+    Without a Jupyter server it downloads the notebook of the current place (also written on
+    the server, its path shown). With one (``--jupyter-url``) a click opens a tab at once (a tab
+    opened later, when the server answers, is a pop-up browsers block), asks ``POST
+    /api/jupyter`` to put the notebook there, and sends the tab to it; an error (the Jupyter
+    server unreachable, a wrong token) closes the tab and is shown beside the button.
+    """
+
+    #: The button's click in the browser: the page's query (its URL) to ``/api/jupyter``, the answer shown.
+    OPEN_JS = """
+const tab = window.open("", "_blank");
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
+                                                           "'": "&#39;"})[c]);
+const show = (html) => { where.text = esc(html); };  // the HTML pane's text is HTML, escaped once more
+const query = Object.fromEntries(new URLSearchParams(window.location.search));
+show("<small class='sq-jupyter-sending'>sending the notebook to Jupyter...</small>");
+fetch(new URL("api/jupyter", window.location.origin + "/"),
+      {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(query)})
+  .then((r) => r.json().then((body) => ({ok: r.ok, body})))
+  .then(({ok, body}) => {
+    if (!ok) { throw new Error(body.error + (body.hint ? " (" + body.hint + ")" : "")); }
+    if (tab) { tab.location.href = body.url; }
+    show("<small class='sq-jupyter-opened'>opened in Jupyter: <a class='sq-notebook' target='_blank' href='"
+         + esc(body.url) + "'>" + esc(body.path) + "</a></small>");
+  })
+  .catch((e) => {
+    if (tab) { tab.close(); }
+    show("<div class='sq-jupyter-error' style='color:#c62828'><b>open in Jupyter failed:</b> " + esc(e.message)
+         + "</div>");
+  });
+"""
 
     def __init__(self, config: DashboardConfig, state: DrillState, side: str = "a"):
         self.state = state
-        _, repo, collection, _ = config.side(side)
+        source, repo, collection, _ = config.side(side)
         if repo is None or collection is None:
             self.button = None
             self.panel = pn.Column(pn.pane.HTML("<small>(no repository: no notebook)</small>"))
             return
         where = pn.pane.HTML("", css_classes=["sq-notebook-path"])
+        if config.jupyter is not None:
+            self.button = pn.widgets.Button(label="open in Jupyter", button_type="success", width=160,
+                                            css_classes=["sq-jupyter"])
+            self.button.js_on_click(args={"where": where}, code=self.OPEN_JS)
+            self.panel = pn.Column(self.button, where)
+            return
 
         def build() -> io.BytesIO:
             query = {k: v for k, v in state.query().items() if k != "side"}
-            directory = config.notebook_dir or Path.cwd()
-            path = notebook.write_notebook(repo, collection, query, directory)
+            try:
+                place = notebook.place_from_query(source, query)
+            except SurveyQAError as exc:  # said beside the button, not only in the log
+                where.object = f"<div class='sq-jupyter-error' style='color:#c62828'>{html.escape(str(exc))}</div>"
+                raise
+            path = notebook.write_notebook(repo, collection, place, config.notebook_dir or Path.cwd())
             where.object = f"<small>notebook written to <code class='sq-notebook'>{html.escape(str(path))}</code></small>"
             return io.BytesIO(path.read_bytes())
 
-        self.button = pn.widgets.FileDownload(callback=build, filename=notebook.notebook_name(state.query()),
+        self.button = pn.widgets.FileDownload(callback=build, filename=self._filename(),
                                               label="open in Jupyter", button_type="success", width=160,
                                               css_classes=["sq-jupyter"])
         self.panel = pn.Column(self.button, where)
 
+    def _filename(self) -> str:
+        """The download's file name (the place itself is checked when the file is made)."""
+        return notebook.query_name(self.state.query())
+
     def update(self) -> None:
-        if self.button is not None:
-            self.button.filename = notebook.notebook_name(self.state.query())
+        if isinstance(self.button, pn.widgets.FileDownload):
+            self.button.filename = self._filename()
 
 
 #: Inline styles of the page shown, and of the pages kept in the document but not shown (`_Session._show`):
@@ -175,7 +228,10 @@ class _Session:
             elif kind == "failures":
                 page = _Static(failures_panel(source))
             elif kind == "focalplane":
-                page = FocalPlanePanel(source, state)
+                self.jupyter[(kind, side)] = _Jupyter(config, state, side)
+                page = FocalPlanePanel(source, state, extras=[self.jupyter[(kind, side)].panel])
+            elif kind == "linked":
+                page = LinkedPanel(source, state)
             else:  # a metric view: one page per mode (coadd, visits), each laid out for its mode
                 self.jupyter[(kind, side)] = _Jupyter(config, state, side)
                 page = DrillPanel(source, state, extras=[self.jupyter[(kind, side)].panel])
@@ -194,6 +250,8 @@ class _Session:
             return "failures"
         if state.view == "focalplane" and state.metric is not None:
             return "focalplane"
+        if state.view == "linked":
+            return "linked"
         if state.view == "quicklook" or state.metric is None:
             return "quicklook"
         return "drill_visits" if state.view == "visits" else "drill_coadd"
@@ -275,7 +333,7 @@ class _Session:
             with pn.io.hold():
                 kind = self._kind()
                 page = self._page(kind, state.side)
-                if kind.startswith("drill"):
+                if kind.startswith("drill") or kind == "focalplane":
                     self.jupyter[(kind, state.side)].update()
                 started = time.perf_counter()
                 page.update()
@@ -307,15 +365,32 @@ class _Static:
 
 
 def session_page(config: DashboardConfig) -> pn.viewable.Viewable:
-    """Build the page for a new browser session (Panel calls this once per session)."""
+    """Build the page for a new browser session (Panel calls this once per session).
+
+    The address is read by the dashboard's rules (`state.read_query`) before Panel syncs it:
+    Panel drops every value of an address one of whose values its parameter cannot take
+    (``tract=abc``), which would show the quick look instead, without a word. A value that
+    is wrong is said in the red banner, and no page is drawn until the user goes elsewhere.
+    """
+    from .state import read_query
+
     pn.extension("tabulator")
-    state = DrillState()
+    args = pn.state.session_args or {}
+    values, errors = read_query(args)
+    state = DrillState(**values)
     if pn.state.location is not None:
-        pn.state.location.sync(state, URL_KEYS)
-    if config.compare is not None and "view" not in (pn.state.session_args or {}):
+        # Panel's reading of the address is not ours (band=1 becomes a number): what it cannot apply, it leaves
+        pn.state.location.sync(state, URL_KEYS, on_error=lambda unapplied: None)
+        state.param.update(**values)
+    if config.compare is not None and "view" not in args:
         state.view = "compare"  # a server comparing two runs opens on the comparison
     session = _Session(config, state)
     state.param.watch(session.render, list(URL_KEYS))
-    session.render()
+    if errors:
+        log.warning("bad address %s: %s", pn.state.location.search if pn.state.location else args,
+                    "; ".join(map(str, errors)))
+        session._fail("**Error in the address:** " + "; ".join(html.escape(str(e)) for e in errors))
+    else:
+        session.render()
     pn.state.onload(session.prepare_next)
     return pn.Column(_nav(config, state), session.error, session.body, sizing_mode="stretch_width")

@@ -15,7 +15,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-__all__ = ["CHROMIUM_ARGS", "SHOWN_PAGE", "chromium_path", "launch", "wait_for_plot", "click_polygon", "wait_idle",
+__all__ = ["CHROMIUM_ARGS", "SHOWN_PAGE", "chromium_path", "launch", "wait_for_plot", "click_polygon", "drag_box", "selected_indices", "wait_idle",
            "shown", "plot_tags", "visible_text"]
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -153,3 +153,51 @@ def visible_text(page) -> str:
         walk(document.body);
         return parts.join(' ');
     }""")
+
+
+_DATA_TO_PIXEL = """([name, points]) => {
+  """ + _SHOWN + """
+  for (const doc of Bokeh.documents) {
+    for (const model of doc._all_models.values()) {
+      if (model.name !== name) continue;
+      const view = Bokeh.index.find_one(model);
+      if (!shown(view)) continue;
+      const canvas = (view.canvas_view || view.canvas).el.getBoundingClientRect();
+      const box = view.frame.bbox, inside = (v, a, b) => Math.min(Math.max(v, a + 1), b - 1);
+      return points.map(([x, y]) => [canvas.left + inside(view.frame.x_scale.compute(x), box.left, box.right),
+                                     canvas.top + inside(view.frame.y_scale.compute(y), box.top, box.bottom)]);
+    }
+  }
+  return null;
+}"""
+
+_SELECTED = """(name) => {
+  """ + _SHOWN + """
+  for (const doc of Bokeh.documents)
+    for (const model of doc._all_models.values()) {
+      if (model.name !== name || !shown(Bokeh.index.find_one(model))) continue;
+      for (const r of model.renderers)
+        if (r.data_source && r.data_source.selected) return Array.from(r.data_source.selected.indices).sort((a, b) => a - b);
+    }
+  return null;
+}"""
+
+
+def drag_box(page, name: str, corner: tuple[float, float], opposite: tuple[float, float]) -> None:
+    """Drag the mouse (the plot's active drag tool: a box selection) from one corner to the other,
+    given in data coordinates of plot ``name`` (kept inside its frame: beyond it, the drag
+    would start on another element)."""
+    points = page.evaluate(_DATA_TO_PIXEL, [name, [list(corner), list(opposite)]])
+    if points is None:
+        raise LookupError(f"no plot {name!r} shown")
+    (x0, y0), (x1, y1) = points
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+    page.mouse.move(x1, y1, steps=5)
+    page.mouse.up()
+
+
+def selected_indices(page, name: str) -> list[int] | None:
+    """The selected rows of the data drawn by plot ``name`` (None if no such plot is shown)."""
+    return page.evaluate(_SELECTED, name)

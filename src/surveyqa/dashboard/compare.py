@@ -115,12 +115,14 @@ def compare_header(a: DataSource, b: DataSource) -> dict:
 def compare_quicklook(a: DataSource, b: DataSource) -> pd.DataFrame:
     """Every metric (and band) of either run: both values, the difference and what changed, worst first.
 
-    Each run is summarised as its own quick look does (the rolled-up value, or the median of the
-    finest level with the number of failing values), so a metric whose median passes but whose
+    Each run is summarised as its own quick look does (the stored value where one stands for the
+    band, else its worst stored value, with the number of failing values), so a metric whose
     failing detectors went from 0 to 3 is a regression.
     """
     ql_a, ql_b = (memo(s, ("quicklook", None, None), lambda s=s: model.quicklook(s)).summary for s in (a, b))
-    ql_a, ql_b = (q.assign(band=q["band"].fillna("")) for q in (ql_a, ql_b))  # copies: the summaries are shared
+    # copies (the summaries are shared), compared on the value the quick look shows
+    ql_a, ql_b = (q.assign(band=q["band"].fillna(""), value=q["value"].where(q["value"].notna(), q["worst"]))
+                  for q in (ql_a, ql_b))
     merged = _merge(ql_a, ql_b, ["metric", "band"], "n_fail")
     merged["band"] = merged["band"].replace("", None)
     for side, summary in (("a", ql_a), ("b", ql_b)):

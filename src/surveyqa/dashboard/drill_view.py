@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
-from . import model, plots
+from . import model, payload, plots
+from .payload import ROW_COLUMNS
 from .quicklook_view import format_value
 from .source import memo
 from .state import DrillState
@@ -25,8 +26,6 @@ __all__ = ["DrillPanel", "overlapping_visits", "drill_model", "drill_payload", "
 TABLE_COLUMNS = ["value", "unit", "n", "status", "outlier"]
 #: Every table of children has a column per key (those not shown hidden): a step then changes rows, not columns.
 KEYS = ["tract", "patch", "visit", "detector"]
-#: Columns of the worst-rows table (generic names; the row table's own names are in its title).
-ROW_COLUMNS = ["id", "tract", "patch", "visit", "detector", "band", "value", "mag", "ra", "dec"]
 _EMPTY_ROWS = pd.DataFrame({c: pd.Series(dtype="int64" if c in ("id", "tract", "patch", "visit", "detector")
                                          else (object if c == "band" else float)) for c in ROW_COLUMNS})
 #: At most this many crumbs besides the current place (quick look, metric, tract | visit).
@@ -68,7 +67,7 @@ def children_payload(view: model.DrillView) -> dict | None:
             polygons = {"reference": reference, "data": plots.polygon_data(children, key, reference),
                         "shown": children.dropna(subset=["polygon"])[key].astype(int).to_numpy()}
         out = {"key": key, "table": table, "polygons": polygons, "frame": children,
-               "histogram": plots.histogram_data(children["value"])}
+               "histogram": payload.histogram_data(children["value"])}
     return out
 
 
@@ -103,32 +102,13 @@ def set_crumbs_and_band(crumbs: pn.widgets.RadioButtonGroup, band: pn.widgets.Se
     band.param.update(options=options, value=view.band or "", disabled=len(view.bands) < 2)
 
 
-def _worst_rows(rows: pd.DataFrame, columns: dict, limit: int = 200) -> pd.DataFrame:
-    """The ``limit`` rows with the largest values, in the columns of `ROW_COLUMNS` (-1/NaN where absent).
-
-    The same columns at every level, so that a step changes the table's rows, not its layout.
-    """
-    worst = rows.nlargest(limit, columns["value"]).reset_index(drop=True)
-    ids = [c for c in worst.columns if c.endswith("_id") or c in ("objectId", "sourceId", "id")][:1]
-    out = pd.DataFrame(index=worst.index)
-    out["id"] = worst[ids[0]].astype("int64") if ids else worst.index.to_numpy()
-    for key in KEYS:
-        out[key] = worst[key].astype("int64") if key in worst else -1
-    out["band"] = worst["band"].astype(str) if "band" in worst else ""
-    for name in ("value", "mag", "ra", "dec"):
-        out[name] = worst[columns[name]].astype(float) if columns.get(name) else np.nan
-    out.attrs["absent"] = ([k for k in KEYS if k not in worst] + (["band"] if "band" not in worst else [])
-                           + [n for n in ("mag", "ra", "dec") if not columns.get(n)])
-    return out
-
-
 def drill_payload(view: model.DrillView) -> dict:
     """Everything the figures of one view draw (pure: polygons, series, points/images, histogram, tables)."""
     out: dict = {"children": children_payload(view), "rows": None}
     rows, columns = view.rows, view.columns
     if len(rows) and columns.get("value"):
         value = rows[columns["value"]].to_numpy(dtype=float)
-        prepared = {"histogram": plots.histogram_data(value), "n": len(rows)}
+        prepared = {"histogram": payload.histogram_data(value), "n": len(rows)}
         if columns.get("mag"):
             prepared["scatter"] = plots.PointsPlot.prepare(rows[columns["mag"]], value, None, density=True)
         if columns.get("ra") and columns.get("dec"):
@@ -136,7 +116,7 @@ def drill_payload(view: model.DrillView) -> dict:
             ra = model.unwrap_ra(ra, float(np.nanmedian(ra))) if len(ra) else ra
             prepared["sky_rows"] = plots.PointsPlot.prepare(ra, rows[columns["dec"]], value)
         if view.level in ("tract", "patch", "visit", "detector"):
-            prepared["first"] = _worst_rows(rows, columns)
+            prepared["first"] = payload.worst_rows(rows, columns)
         out["rows"] = prepared
     return out
 
@@ -285,10 +265,12 @@ class DrillPanel:
         self.histogram = plots.HistogramPlot("histogram")
         self.histogram.fig.title.text = "distribution"
         self.rows_table = _table("sq-rows", 300, _EMPTY_ROWS)
+        self.rows_note = pn.pane.HTML("", css_classes=["sq-why"], sizing_mode="stretch_width")
+        self.scatter_pane = pn.pane.Bokeh(self.scatter.fig, sizing_mode="stretch_width")
+        self.sky_rows_pane = pn.pane.Bokeh(self.sky_rows.fig, sizing_mode="stretch_width")
         self.panel = pn.Column(
             self.crumbs, pn.Row(self.band, *(extras or [])), self.describe, self.children_row, self.rows_title,
-            pn.Row(pn.pane.Bokeh(self.scatter.fig, sizing_mode="stretch_width"),
-                   pn.pane.Bokeh(self.sky_rows.fig, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+            self.rows_note, pn.Row(self.scatter_pane, self.sky_rows_pane, sizing_mode="stretch_width"),
             pn.pane.Bokeh(self.histogram.fig, sizing_mode="stretch_width"), self.rows_table,
             sizing_mode="stretch_width")
         self._view: model.DrillView | None = None
@@ -350,9 +332,9 @@ class DrillPanel:
         ahead = state is not None and state is not self.state
         state, source = state or self.state, self.source
         view = drill_model(source, state)
-        payload = memo(source, ("drill_payload", state.view, view.metric["name"], view.band,
+        drawn = memo(source, ("drill_payload", state.view, view.metric["name"], view.band,
                                 *view.selection.values()), lambda: drill_payload(view))
-        children, selected = payload["children"], None
+        children, selected = drawn["children"], None
         if children is None:  # a leaf: show its siblings, itself selected
             parent = _sibling_view(source, state)
             if parent is not None:
@@ -382,9 +364,12 @@ class DrillPanel:
         if show_series or self.series is not None:
             pane, series = self._series()
             _set_visible(pane, series.fig, show_series)
+        rows = drawn["rows"]
+        _set_visible(self.scatter_pane, self.scatter.fig, rows is not None and "scatter" in rows)
+        _set_visible(self.sky_rows_pane, self.sky_rows.fig, rows is not None and "sky_rows" in rows)
         self.describe.object = _describe(view)
         self._draw_children(view, children, selected, unit, tags, show_visits)
-        self._draw_rows(view, payload["rows"], children, unit, tags)
+        self._draw_rows(view, drawn["rows"], children, unit, tags)
         if self._drawn_ahead and not ahead:
             resend_tables([self.children_table, self.rows_table])
         self._drawn_ahead = ahead
@@ -423,6 +408,8 @@ class DrillPanel:
                    tags: list[str]) -> None:
         empty = {"n": 0, "points": {"x": [], "y": [], "c": []}, "range": (0.0, 1.0)}
         self.scatter.fig.yaxis.axis_label = f"value ({unit})" if unit else "value"
+        note = view.rows_note()
+        self.rows_note.object = f"<p class='sq-why-text'><i>{html.escape(note)}</i></p>" if note else ""
         if rows is None:
             self.rows_title.object = f"<h3>{view.metric['name']} per {children['key']}</h3>" if children else ""
             self.scatter.show(empty, "", tags, None)

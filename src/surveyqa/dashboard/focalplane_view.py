@@ -33,7 +33,7 @@ def focal_model(source, state: DrillState) -> model.FocalPlane:
 class FocalPlanePanel:
     """One session's focal-plane page."""
 
-    def __init__(self, source, state: DrillState):
+    def __init__(self, source, state: DrillState, extras: list | None = None):
         self.source, self.state = source, state
         self.title = pn.pane.HTML("", css_classes=["sq-title"])
         self.band = pn.widgets.Select(name="band", options=[], width=120)
@@ -47,7 +47,7 @@ class FocalPlanePanel:
         self.visits_title = pn.pane.HTML("<p>Tap a detector to list its values in every visit.</p>")
         self._shown = pd.DataFrame()
         self._syncing = False
-        self.panel = pn.Column(self.title, self.band, self.summary, pn.pane.Bokeh(self.plot.fig,
+        self.panel = pn.Column(self.title, pn.Row(self.band, *(extras or [])), self.summary, pn.pane.Bokeh(self.plot.fig,
                                sizing_mode="stretch_width", min_height=520), self.visits_title, self.visits,
                                sizing_mode="stretch_width")
 

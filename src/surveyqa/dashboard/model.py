@@ -257,9 +257,11 @@ def row_columns(rows: pd.DataFrame, entry: dict) -> dict[str, str | None]:
         return next((n for n in names if n in rows.columns), None)
 
     value = first("value", entry["name"].split(".")[-1])
-    mag = first("mag", "psfMag", "magnitude", "psf_mag")
-    if mag is None:
-        mag = next((c for c in rows.columns if "mag" in c.lower() and c != value), None)
+    mag = first("mag", "psfMag", "mag_mean", "obj_mag", "magnitude", "psf_mag")
+    if mag is None:  # a magnitude, not a count or flag of magnitudes (obj_nonfinite_mag) nor an error
+        mag = next((c for c in rows.columns if "mag" in c.lower() and c != value
+                    and not any(w in c.lower() for w in ("nonfinite", "err", "flag", "n_"))
+                    and pd.api.types.is_float_dtype(rows[c])), None)
     return {"value": value, "mag": mag, "ra": first("ra", "coord_ra"), "dec": first("dec", "coord_dec")}
 
 
@@ -280,28 +282,65 @@ class DrillView:
     rows: pd.DataFrame             # per-row values (sources / objects / detectors)
     columns: dict                  # value / mag / ra / dec column names in rows
 
-    def to_json(self, limit: int = 200) -> dict:
+    def rows_note(self) -> str | None:
+        """Why this view draws no per-row plots (or which of them), said on the page and in JSON;
+        None when it draws them all."""
+        entry, columns = self.metric, self.columns
+        if len(self.rows) and columns.get("value"):
+            missing = [what for what, names in (("magnitude", ("mag",)), ("position", ("ra", "dec")))
+                       if not all(columns.get(n) for n in names)]
+            if missing:
+                drawn = ["value-against-magnitude" if m == "magnitude" else "sky" for m in missing]
+                return (f"Its stored rows ({entry.get('row_kind') or 'rows'}) have no {' or '.join(missing)}: "
+                        f"{'the ' + ' and the '.join(drawn)} plot{'s are' if len(drawn) > 1 else ' is'} not drawn.")
+            return None
+        if not entry.get("per_row_dataset"):
+            return (f"{entry['name']} stores no per-row values, only its values per "
+                    f"{', '.join(entry.get('levels', [])) or 'data ID'}: they are drawn above.")
+        if self.level in ("dataset", "visits"):
+            one = "tract" if self.mode == "coadd" else "visit"
+            return (f"Per-row values ({entry.get('row_kind') or 'rows'}) are drawn one {one} at a time: "
+                    f"pick a {one} on the sky or in the table.")
+        where = ", ".join(f"{k} {v}" for k, v in self.selection.items() if v is not None)
+        return f"No stored rows of {entry['name']} at {where or 'this place'}."
+
+    def to_json(self) -> dict:
+        """The view as the page draws it: the same histogram (`payload.histogram_data`) and the
+        same worst rows (`payload.worst_rows`) as its figures and table."""
+        from .payload import worst_rows
+
         rows = self.rows
         value_col = self.columns.get("value")
         stats: dict[str, Any] = {"n": int(len(rows))}
         if "selected" in rows:  # the rows that made the value; the others failed its selection
             stats["n_selected"] = int(rows["selected"].fillna(False).astype(bool).sum())
+        first: list[dict] = []
         if value_col and len(rows):
             finite = rows[value_col].astype(float)
             finite = finite[np.isfinite(finite)]
             if len(finite):
-                counts, edges = np.histogram(finite, bins=30)
-                stats.update(median=float(np.median(finite)), histogram={
-                    "counts": counts.tolist(), "edges": edges.tolist()})
-        keep = [c for c in (self.columns.get(k) for k in ("value", "mag", "ra", "dec")) if c]
-        keep += [c for c in ("tract", "patch", "visit", "detector", "band") if c in rows and c not in keep]
+                stats["median"] = float(np.median(finite))
+            stats["histogram"] = _histogram_json(rows[value_col])
+            if self.level in ("tract", "patch", "visit", "detector"):
+                listed = worst_rows(rows, self.columns)
+                first = _records(listed.drop(columns=listed.attrs.get("absent", [])))
         return {
             "mode": self.mode, "metric": self.metric["name"], "unit": self.metric.get("unit", ""),
             "level": self.level, "band": self.band, "bands": self.bands, "selection": self.selection,
             "breadcrumbs": self.breadcrumbs, "values": _records(self.values),
             "child_key": self.child_key, "children": _records(self.children),
-            "rows": {**stats, "columns": self.columns, "first": _records(rows[keep].head(limit)) if keep else []},
+            "children_histogram": _histogram_json(self.children["value"]) if len(self.children) else None,
+            "rows": {**stats, "columns": self.columns, "worst": first, "note": self.rows_note()},
         }
+
+
+def _histogram_json(values) -> dict:
+    """`payload.histogram_data` as JSON: counts, the bin edges, the value if all are equal."""
+    from .payload import histogram_data
+
+    histogram = histogram_data(values)
+    return {"counts": np.asarray(histogram["top"]).tolist(),
+            "edges": np.append(histogram["left"], histogram["right"][-1:]).tolist(), "constant": histogram["constant"]}
 
 
 def _band_filter(frame: pd.DataFrame, band: str | None) -> pd.DataFrame:
@@ -376,33 +415,107 @@ def _children_from_rows(rows: pd.DataFrame, columns: dict, level: str, geometry:
     return _children(values, level, geometry, keys, entry)
 
 
-def _require_known(key: str, value: int, geometry: pd.DataFrame, values: pd.DataFrame) -> None:
-    """A `SurveyQAError` naming the known ones if no tract (visit) ``value`` has geometry or values:
-    an empty page would say nothing of the typo."""
+#: The largest data ID (tract, patch, visit, detector): Butler dimension keys are 64-bit integers.
+MAX_DATA_ID = 2**63 - 1
+
+
+class NotFoundError(SurveyQAError):
+    """A metric or data ID the run does not have: the JSON routes answer 404 (400 for malformed input)."""
+
+
+def data_id(key: str, value: object) -> int | None:
+    """``value`` as the ``key`` (tract, patch, visit, detector) of a data ID; None if not given.
+
+    URLs give strings and the page's state or a Python caller ints: both are read here, so that
+    the page and its JSON twin refuse the same input, with a `SurveyQAError` saying what was
+    wrong. Only ASCII digits make an integer (``int()`` would also take `` 1``, ``1_0`` or
+    Arabic-Indic digits, which no link of the dashboard holds), and a value outside
+    0 ... `MAX_DATA_ID` is refused before pandas compares it with an int64 column.
+    """
+    if value is None or (isinstance(value, str) and not value):
+        return None
+    number: int | None = None
+    if isinstance(value, str):
+        number = int(value) if value.isascii() and value.removeprefix("-").isdigit() else None
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        number = int(value)
+    elif isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        number = int(value)
+    if number is None:
+        raise SurveyQAError(f"{key}={str(value)[:40]!r} is not an integer", f"give {key} as a number, e.g. {key}=0")
+    if not 0 <= number <= MAX_DATA_ID:
+        raise SurveyQAError(f"{key} {number} is out of range", f"a {key} is an integer from 0 to {MAX_DATA_ID}")
+    return number
+
+
+def _require_band(metric: str, band: str | None, bands: list[str], also: str | None = None) -> None:
+    """A `SurveyQAError` naming ``metric``'s bands if ``band`` (asked for) is none of them nor ``also``.
+
+    Showing another band instead would put numbers the user did not ask for under the band
+    they asked for. ``also``: a band that is right whatever the metric's (a visit's own band).
+    """
+    if band is None or band in bands or band == also:
+        return
+    hint = f"bands of {metric}: {', '.join(bands)}" if bands else f"{metric} has no bands: leave band out"
+    raise SurveyQAError(f"{metric} has no values in band {band!r}", hint)
+
+
+def require_sky_band(source: DataSource, view: QuickLook, band: str | None) -> None:
+    """A `SurveyQAError` if the quick look's sky map was asked for a band its metric does not have.
+
+    The sky map shows its metric's first band when asked for none (and the page's band
+    selector offers only the metric's bands); a band asked for in the query that the metric
+    does not have must not be answered with another band's map. (A band the metric has only
+    below the tract and visit levels maps nothing: that is the metric, not the query.)
+    """
+    if view.sky_metric is None or band is None or band in view.bands:
+        return
+    values = source.metric_values(metric=view.sky_metric)
+    _require_band(view.sky_metric, band, sorted(values["band"].dropna().unique().tolist()))
+
+
+def _rows_of(values: pd.DataFrame, key: str, value: int) -> pd.DataFrame:
+    """The rows of ``values`` whose ``key`` is ``value`` (none where the column is null or absent)."""
+    if key not in values:
+        return values.iloc[:0]
+    return values[(values[key] == value).fillna(False).astype(bool)]
+
+
+def _require_known(key: str, value: int, geometry: pd.DataFrame, values: pd.DataFrame,
+                   within: str | None = None) -> None:
+    """A `NotFoundError` naming the known ones if no ``key`` ``value`` has geometry or values
+    (``within``: the tract of a patch, the visit of a detector): an empty page would say nothing
+    of the typo."""
     known = set()
     for frame in (geometry, values):
         if key in frame:
             known |= {int(v) for v in frame[key].dropna().unique()}
     if value not in known:
         shown = ", ".join(map(str, sorted(known)[:20])) + (" ..." if len(known) > 20 else "")
-        raise SurveyQAError(f"no {key} {value} in this repository", f"known {key}s: {shown or 'none'}")
+        plural = key + ("es" if key.endswith("ch") else "s")
+        raise NotFoundError(f"no {key} {value} in {within or 'this repository'}",
+                            f"known {plural}{f' of {within}' if within else ''}: {shown or 'none'}")
 
 
 def metric_view(source: DataSource, metric: str, band: str | None = None, tract: int | None = None,
                 patch: int | None = None) -> DrillView:
     """The coadd drill-down: all tracts, then one tract's patches and objects, then one patch's objects."""
     entry = metric_entry(source, metric)
+    tract, patch = data_id("tract", tract), data_id("patch", patch)
+    if patch is not None and tract is None:
+        raise SurveyQAError("a patch needs its tract", "add tract=<id> to the query")
     values = source.metric_values(metric=metric)
     bands = sorted(values["band"].dropna().unique().tolist())
+    _require_band(metric, band, bands)
+    if tract is not None:
+        _require_known("tract", tract, source.tracts(), values)
+        if patch is not None:
+            _require_known("patch", patch, source.patches(tract), _rows_of(values, "tract", tract), f"tract {tract}")
     band = band if band in bands else (bands[0] if bands else None)
     values = _band_filter(values, band)
     crumbs = [{"label": "quick look", "query": {}},
               {"label": metric, "query": {"metric": metric, "band": band}}]
     rows, columns = pd.DataFrame(), {}
-    if patch is not None and tract is None:
-        raise SurveyQAError("a patch needs its tract", "add tract=<id> to the query")
-    if tract is not None:
-        _require_known("tract", int(tract), source.tracts(), source.metric_values(metric=metric))
     if tract is None:
         level, child_key = "dataset", "tract"
         own = values[values["level"].isin(["dataset", "band"])]
@@ -437,20 +550,27 @@ def visit_view(source: DataSource, metric: str, band: str | None = None, visit: 
                detector: int | None = None) -> DrillView:
     """The visit drill-down: the metric against visit number, then one visit's detectors, then one detector."""
     entry = metric_entry(source, metric)
+    visit, detector = data_id("visit", visit), data_id("detector", detector)
+    if detector is not None and visit is None:
+        raise SurveyQAError("a detector needs its visit", "add visit=<id> to the query")
     values = source.metric_values(metric=metric)
     bands = sorted(values["band"].dropna().unique().tolist())
-    if visit is not None:  # a visit has one band: show it whatever band the page came from
+    if visit is None:
+        _require_band(metric, band, bands)
+    else:  # a visit has one band: show it whatever (known) band the page came from
         visits = source.visits()
-        _require_known("visit", int(visit), visits, values)
-        own = visits.loc[visits["visit"] == int(visit), "band"] if "band" in visits else []
+        _require_known("visit", visit, visits, values)
+        if detector is not None:
+            _require_known("detector", detector, source.detectors(visit), _rows_of(values, "visit", visit),
+                           f"visit {visit}")
+        own = _rows_of(visits, "visit", visit)["band"].dropna() if "band" in visits else []
+        _require_band(metric, band, bands, also=own.iloc[0] if len(own) else None)
         band = own.iloc[0] if len(own) else band
     band = band if band in bands else None
     values = _band_filter(values, band)
     crumbs = [{"label": "quick look", "query": {}},
               {"label": f"{metric} by visit", "query": {"view": "visits", "metric": metric, "band": band}}]
     rows, columns = pd.DataFrame(), {}
-    if detector is not None and visit is None:
-        raise SurveyQAError("a detector needs its visit", "add visit=<id> to the query")
     if visit is None:
         level, child_key = "visits", "visit"
         own = values[values["level"].isin(["dataset", "band"])]
@@ -578,6 +698,7 @@ def focal_plane(source: DataSource, metric: str, band: str | None = None,
     """Per detector, one metric over every visit of a band (analysis_tools' focal-plane plot):
     a detector bad in every visit stands out, which no single visit shows."""
     entry = metric_entry(source, metric)
+    detector = data_id("detector", detector)
     values = source.metric_values(metric=metric)
     values = values[(values["level"] == "detector") & values["detector"].notna()] if len(values) else values
     if not len(values):
@@ -589,9 +710,9 @@ def focal_plane(source: DataSource, metric: str, band: str | None = None,
     band = band if band in bands else (bands[0] if bands else None)
     values = values[values["band"] == band] if band is not None else values
     values = values.assign(detector=values["detector"].astype("int64"), visit=values["visit"].astype("int64"))
-    if detector is not None and int(detector) not in set(values["detector"]):
+    if detector is not None and detector not in set(values["detector"]):
         known = ", ".join(map(str, sorted(set(values["detector"]))[:30]))
-        raise SurveyQAError(f"no detector {detector} in {metric} {band or ''}".strip(), f"known detectors: {known}")
+        raise NotFoundError(f"no detector {detector} in {metric} {band or ''}".strip(), f"known detectors: {known}")
     grouped = values.groupby("detector")
     per = pd.DataFrame({
         "value": grouped["value"].median(), "n": grouped["visit"].nunique(),

@@ -21,12 +21,13 @@ import time
 
 import numpy as np
 import pandas as pd
-from bokeh.models import (BasicTickFormatter, ColorBar, ColumnDataSource, CustomJSTickFormatter, HoverTool, LinearColorMapper,
+from bokeh.models import (BasicTicker, BasicTickFormatter, ColorBar, ColumnDataSource, CustomJSTickFormatter, HoverTool, LinearColorMapper,
                           LogColorMapper, Range1d)
 from bokeh.palettes import Inferno256, Viridis256
 from bokeh.plotting import figure
 
 from .model import unwrap_ra
+from .payload import histogram_data, value_range
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +121,7 @@ def outline_data(polygons: pd.DataFrame, key: str, reference: float) -> dict:
 
 
 def _range(values: np.ndarray) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
-    return low, high if high > low else low + 1e-9
+    return value_range(values)
 
 
 class PolygonPlot:
@@ -354,22 +353,6 @@ def _padded(values: np.ndarray, fraction: float = 0.05) -> tuple[float, float]:
     return low - pad, high + pad
 
 
-def histogram_data(values) -> dict:
-    """40-bin histogram of the finite values: the columns of `HistogramPlot`."""
-    finite = np.asarray(values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    if not len(finite):
-        counts, edges = np.zeros(1), np.array([0.0, 1.0])
-    else:
-        low, high = float(finite.min()), float(finite.max())
-        if high - low <= 1e-9 * max(abs(low), abs(high), 1e-300):  # all (nearly) equal: one bin around them
-            counts, edges = np.array([len(finite)]), np.array([low - 0.5 * max(abs(low), 1.0) * 1e-6,
-                                                               high + 0.5 * max(abs(high), 1.0) * 1e-6])
-        else:
-            counts, edges = np.histogram(finite, bins=40)
-    return {"left": edges[:-1], "right": edges[1:], "top": counts, "n": len(finite)}
-
-
 class HistogramPlot:
     """Distribution of values (finite ones), 40 bins."""
 
@@ -385,7 +368,9 @@ class HistogramPlot:
     def show(self, data: dict, unit: str, tags: list[str], title: str | None = None) -> None:
         """Show a histogram from `histogram_data`."""
         self.source.data = {k: data[k] for k in ("left", "right", "top")}
-        self.fig.xaxis.axis_label = f"value ({unit})" if unit else "value"
+        one = data.get("constant")
+        self.fig.xaxis.axis_label = ((f"value ({unit})" if unit else "value")
+                                     + (f": all {data['n']} values are {one:.6g}" if one is not None else ""))
         if title is not None:
             self.fig.title.text = title
         self.fig.tags = list(tags) + [f"n:{data['n']}"]
@@ -401,6 +386,7 @@ class SeriesPlot:
         self.fig.scatter("x", "value", source=self.normal, color="#1f77b4", size=7)
         self.fig.scatter("x", "value", source=self.bad, color="red", size=11, marker="x", line_width=3)
         self.fig.xaxis.formatter = BasicTickFormatter(use_scientific=False)
+        self.fig.xaxis.ticker = BasicTicker(min_interval=1, desired_num_ticks=8)  # ids: no tick at 109005.5
         self.hover = self.fig.select_one(HoverTool)
         steady(self.fig)
 

@@ -19,6 +19,7 @@ import panel as pn
 
 from surveyqa.errors import SurveyQAError
 
+from . import notebook
 from .api import api_routes
 from .app import DashboardConfig, session_page
 from .source import CachedSource, DataSource, open_repository
@@ -96,7 +97,7 @@ def serve_source(source: DataSource, port: int = 0, show: bool = False, *, addre
                  title: str = "surveyqa", repo: str | None = None, collection: str | None = None,
                  notebook_dir: Path | None = None, compare: DataSource | None = None,
                  compare_repo: str | None = None, compare_collection: str | None = None,
-                 cache_bytes: int = 2 * 1024**3) -> tuple[DashboardServer, str]:
+                 cache_bytes: int = 2 * 1024**3, jupyter_url: str | None = None) -> tuple[DashboardServer, str]:
     """Serve the dashboard for any `DataSource`; returns once the server is listening.
 
     Parameters
@@ -110,7 +111,8 @@ def serve_source(source: DataSource, port: int = 0, show: bool = False, *, addre
     address : str
         Interface to listen on (127.0.0.1: this machine only).
     repo, collection : str, optional
-        Recorded in "open in Jupyter" notebooks.
+        Recorded in "open in Jupyter" notebooks: a local path is made absolute here, once, so that
+        a notebook finds the repository from any folder (a URI is kept as it is).
     notebook_dir : Path, optional
         Where notebooks are written; a new temporary folder if omitted.
     compare : DataSource, optional
@@ -120,14 +122,26 @@ def serve_source(source: DataSource, port: int = 0, show: bool = False, *, addre
     cache_bytes : int
         Memory the server may keep read tables and computed views in, per run (least recently
         used out first).
+    jupyter_url : str, optional
+        A running Jupyter server (the URL it prints, with ``?token=``): "open in Jupyter" puts the
+        notebook there and opens it in a new tab. Checked now: a malformed URL is refused, one
+        that does not answer is logged (and said on the page at each click while it lasts).
     """
+    jupyter = notebook.parse_jupyter_url(jupyter_url) if jupyter_url else None
+    if jupyter is not None:
+        problem = notebook.check_jupyter(jupyter)
+        if problem:
+            log.warning("'open in Jupyter' will fail until this is fixed: %s", problem)
+    repo = notebook.repository_location(repo) if repo is not None else None
+    compare_repo = notebook.repository_location(compare_repo) if compare_repo is not None else None
     port = port or _free_port(address)
     cached = source if isinstance(source, CachedSource) else CachedSource(source, max_bytes=cache_bytes)
     if compare is not None and not isinstance(compare, CachedSource):
         compare = CachedSource(compare, max_bytes=cache_bytes)
     config = DashboardConfig(source=cached, title=title, repo=repo, collection=collection,
                              notebook_dir=notebook_dir or Path(tempfile.mkdtemp(prefix="surveyqa-notebooks-")),
-                             compare=compare, compare_repo=compare_repo, compare_collection=compare_collection)
+                             compare=compare, compare_repo=compare_repo, compare_collection=compare_collection,
+                             jupyter=jupyter)
     ready = threading.Event()
     holder: dict = {}
 
@@ -163,13 +177,15 @@ def serve_source(source: DataSource, port: int = 0, show: bool = False, *, addre
 
 def serve(repo: str, collection: str, port: int = 0, show: bool = False, *, address: str = "127.0.0.1",
           notebook_dir: Path | None = None, compare: str | None = None,
-          compare_collection: str | None = None, cache_bytes: int = 2 * 1024**3) -> tuple[DashboardServer, str]:
+          compare_collection: str | None = None, cache_bytes: int = 2 * 1024**3,
+          jupyter_url: str | None = None) -> tuple[DashboardServer, str]:
     """Serve the drill-down dashboard of a QA repository.
 
     Parameters
     ----------
     repo : str
-        Butler repository path or URI.
+        Butler repository path or URI. A relative path is made absolute once, here, so that the
+        server and its notebooks find the same repository from any working folder.
     collection : str
         Collection holding the QA outputs.
     port : int
@@ -182,6 +198,9 @@ def serve(repo: str, collection: str, port: int = 0, show: bool = False, *, addr
         B's collection (default: ``collection``). Comparing a run with itself is refused.
     cache_bytes : int
         Memory for read tables and computed views, per run (default 2 GiB).
+    jupyter_url : str, optional
+        A running Jupyter server (``http://127.0.0.1:8888/lab?token=...``): "open in Jupyter"
+        opens the notebook there instead of downloading it.
 
     Returns
     -------
@@ -193,15 +212,19 @@ def serve(repo: str, collection: str, port: int = 0, show: bool = False, *, addr
     if compare is None and compare_collection is not None:
         raise SurveyQAError("--compare-collection needs --compare REPO_B",
                             "give the second repository (it may be the same path as the first)")
-    source = open_repository(str(repo), collection)
+    if jupyter_url:
+        notebook.parse_jupyter_url(jupyter_url)  # a malformed URL is refused before the repository is read
+    repo = notebook.repository_location(repo)
+    source = open_repository(repo, collection)
     other = None
     if compare is not None:
+        compare = notebook.repository_location(compare)
         compare_collection = compare_collection or collection
-        if Path(str(compare)).resolve() == Path(str(repo)).resolve() and compare_collection == collection:
+        if compare == repo and compare_collection == collection:
             raise SurveyQAError(f"comparing {repo} ({collection}) with itself",
                                 "give --compare another repository or --compare-collection another collection")
-        other = open_repository(str(compare), compare_collection)
-    return serve_source(source, port, show, address=address, title=f"{Path(str(repo)).name} · {collection}",
-                        repo=str(repo), collection=collection, notebook_dir=notebook_dir, compare=other,
-                        compare_repo=str(compare) if compare is not None else None,
-                        compare_collection=compare_collection, cache_bytes=cache_bytes)
+        other = open_repository(compare, compare_collection)
+    return serve_source(source, port, show, address=address, title=f"{Path(repo).name} · {collection}",
+                        repo=repo, collection=collection, notebook_dir=notebook_dir, compare=other,
+                        compare_repo=compare, compare_collection=compare_collection, cache_bytes=cache_bytes,
+                        jupyter_url=jupyter_url)

@@ -3,8 +3,9 @@
 The dashboard reads through `DataSource`, the subset of `surveyqa.butler.QARepository` it
 needs, so a Butler repository is one source among others (an in-memory `TableSource` over
 tidy tables is the other: tests and exploring a metric table before it is ingested).
-`CachedSource` memoises the reads, per server, behind a lock: browser sessions share the
-read-only data, never their drill-down state.
+`CachedSource` memoises the reads, per server: browser sessions and the JSON routes' threads
+share the read-only data, never their drill-down state. It is thread-safe: a key is computed
+once while others wait for it, and the wrapped source is called by one thread at a time.
 """
 
 from __future__ import annotations
@@ -164,6 +165,13 @@ class CachedSource:
     per-object table alone is ~100 MB, so a count of entries says nothing about memory. A result
     larger than the whole budget is returned but not kept.
 
+    Thread-safe: the pages (Tornado's IO loop), the JSON routes (a thread pool) and the warm-up
+    read through it at once. Each key has its own lock while it is computed, so a second
+    thread asking for the same key waits for the first's result instead of computing it again,
+    and threads computing different keys run together. The wrapped source is called by one
+    thread at a time (`_call`): a Butler instance must not be used by two threads at once
+    (daf_butler's own documentation), and `QARepository` calls its Butler on most reads.
+
     Parameters
     ----------
     source : DataSource
@@ -179,8 +187,9 @@ class CachedSource:
         self.max_bytes = int(max_bytes)
         self._cache: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the entries, their bytes and `_reading`
         self._reading: dict[tuple, threading.Lock] = {}  # one lock per key being read (see `_get`)
+        self._source_lock = threading.RLock()  # one call into the wrapped source at a time (`_call`)
 
     @property
     def nbytes(self) -> int:
@@ -238,22 +247,37 @@ class CachedSource:
                 self._bytes -= dropped
         return value
 
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``method(*args, **kwargs)`` of the wrapped source, one thread at a time.
+
+        Only the reads are serialised: a view derived from them (`memo`) is computed outside
+        this lock, so threads computing different views run in parallel.
+        """
+        with self._source_lock:
+            return method(*args, **kwargs)
+
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
-        """A value derived from the reads (a page's model), computed once per server for ``key``."""
+        """A value derived from the reads (a page's model), computed once per server for ``key``.
+
+        Thread-safe: a thread asking for a ``key`` another is computing waits for its result.
+        ``compute`` runs without any lock held but that key's, and may itself read or `memo`
+        other keys (a view reads tables, a comparison memoises both runs' views): the keys form
+        a hierarchy, never a cycle, so no two threads wait for each other.
+        """
         return self._get(("derived",) + tuple(key), compute)
 
     @property
     def state(self) -> str:
-        return self._get(("state",), lambda: getattr(self.source, "state", "complete"))
+        return self._get(("state",), lambda: self._call(getattr, self.source, "state", "complete"))
 
     def manifest(self) -> dict:
-        return self._get(("manifest",), self.source.manifest)
+        return self._get(("manifest",), lambda: self._call(self.source.manifest))
 
     def metric_values(self, metric=None, level=None, where=None) -> pd.DataFrame:
         if where is not None:
-            return self.source.metric_values(metric=metric, level=level, where=where)
+            return self._call(self.source.metric_values, metric=metric, level=level, where=where)
         if metric is None and level is None:
-            return self._get(("metric_values", None, None), lambda: self.source.metric_values())
+            return self._get(("metric_values", None, None), lambda: self._call(self.source.metric_values))
 
         def select() -> pd.DataFrame:  # one scan of every value, then pandas filters per page
             frame = self.metric_values()
@@ -269,7 +293,7 @@ class CachedSource:
         """One metric's rows of a tract or visit, read once; a patch's or detector's are a slice of them."""
         tract, patch, visit, detector = (None if v is None else int(v) for v in (tract, patch, visit, detector))
         whole = self._get(("metric_rows", metric, tract, visit),
-                          lambda: self.source.metric_rows(metric, tract=tract, visit=visit))
+                          lambda: self._call(self.source.metric_rows, metric, tract=tract, visit=visit))
         if (patch is None and detector is None) or not len(whole):
             return whole
 
@@ -282,24 +306,25 @@ class CachedSource:
         return self._get(("metric_rows", metric, tract, visit, patch, detector), part)
 
     def detector_values(self, visit=None) -> pd.DataFrame:
-        return self._get(("detector_values", visit), lambda: self.source.detector_values(visit))
+        return self._get(("detector_values", visit), lambda: self._call(self.source.detector_values, visit))
 
     def tracts(self) -> pd.DataFrame:
-        return self._get(("tracts",), lambda: with_polygon(self.source.tracts()))
+        return self._get(("tracts",), lambda: with_polygon(self._call(self.source.tracts)))
 
     def patches(self, tract) -> pd.DataFrame:
-        return self._get(("patches", int(tract)), lambda: with_polygon(self.source.patches(int(tract))))
+        return self._get(("patches", int(tract)), lambda: with_polygon(self._call(self.source.patches, int(tract))))
 
     def visits(self) -> pd.DataFrame:
-        return self._get(("visits",), lambda: with_polygon(self.source.visits()))
+        return self._get(("visits",), lambda: with_polygon(self._call(self.source.visits)))
 
     def detectors(self, visit=None) -> pd.DataFrame:
         if visit is None:
-            return self._get(("detectors",), lambda: with_polygon(self.source.detectors()))
-        return self._get(("detectors", int(visit)), lambda: with_polygon(self.source.detectors(int(visit))))
+            return self._get(("detectors",), lambda: with_polygon(self._call(self.source.detectors)))
+        return self._get(("detectors", int(visit)),
+                         lambda: with_polygon(self._call(self.source.detectors, int(visit))))
 
     def failures(self) -> pd.DataFrame:
-        return self._get(("failures",), self.source.failures)
+        return self._get(("failures",), lambda: self._call(self.source.failures))
 
 
 #: A list longer than this is weighed from its first items (a list of a million floats would take a second).
@@ -355,7 +380,11 @@ def _items_size(items: list | tuple, seen: set) -> int:
 
 
 def memo(source: DataSource, key: tuple, compute: Callable[[], Any]) -> Any:
-    """``compute()`` once per server when ``source`` is a `CachedSource`, every time otherwise."""
+    """``compute()`` once per server when ``source`` is a `CachedSource`, every time otherwise.
+
+    Thread-safe for a `CachedSource` (`CachedSource.memo`: concurrent callers of one key share
+    one computation); other sources hold no state here to share.
+    """
     method = getattr(source, "memo", None)
     return method(key, compute) if method is not None else compute()
 
