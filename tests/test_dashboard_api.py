@@ -221,3 +221,15 @@ def test_cli_help_has_an_example_and_a_bad_repo_is_one_line():
     bad = subprocess.run([sys.executable, "-m", "surveyqa.cli", "dashboard", "no-such-repo", "--collection", "x"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("Error:") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_key_the_page_cleared_is_not_an_error_on_reload():
+    """Panel's sync of the address writes a cleared data ID as ``tract=null`` (a jump from a tract
+    to one of its visits): reloading that address opens the visit, without an error."""
+    from surveyqa.dashboard.state import read_query
+
+    values, errors = read_query({"view": [b"visits"], "metric": [b"health.psfFwhm"], "tract": [b"null"],
+                                 "visit": [b"109005"]})
+    assert errors == [] and values == {"view": "visits", "metric": "health.psfFwhm", "visit": 109005}
+    values, errors = read_query({"tract": [b"nul"]})
+    assert errors and "tract" in str(errors[0])

@@ -86,6 +86,8 @@ def read_query(args: dict) -> tuple[dict, list[SurveyQAError]]:
         raw = given[-1]
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+            if text == "null":  # how Panel's sync of the address writes a key the page cleared
+                continue
             values[key] = _read_value(key, text, data_id)
         except UnicodeDecodeError:
             errors.append(SurveyQAError(f"{key} is not UTF-8 text", f"give {key} in plain text"))
