@@ -105,9 +105,6 @@ class _Handler(RequestHandler):
         raw = self.get_query_argument(name, None, strip=False)
         return raw or None
 
-    def view(self, *path_args: str) -> tuple[tuple, Callable[[], Any]]:
-        raise NotImplementedError
-
     async def get(self, *path_args: str) -> None:
         try:
             key, build = self.view(*path_args)

@@ -33,6 +33,8 @@ import pandas as pd
 
 from surveyqa.errors import SurveyQAError
 
+from .model import data_id
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
@@ -130,18 +132,6 @@ def _text(query: Mapping[str, object], name: str) -> str | None:
     return value
 
 
-def _integer(query: Mapping[str, object], name: str) -> int | None:
-    """An id of the query: an int, or text of ASCII digits only (no ``1_000``, no other scripts' digits)."""
-    value = query.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,18}", value.strip()):
-        return int(value.strip())
-    raise SurveyQAError(f"{name}={_shown(value)} is not an integer", f"give {name} as a number, e.g. {name}=0")
-
-
 def _shown(value: object, limit: int = 60) -> str:
     """A query value quoted for an error message, cut to ``limit`` characters."""
     text = repr(value)
@@ -198,7 +188,7 @@ def place_from_query(source: DataSource, query: Mapping[str, object]) -> Place:
     if metric is None:
         raise SurveyQAError(f"view={view} needs a metric", "add metric=<name> (the metrics: /api/manifest.json)")
     name = model.metric_entry(source, metric)["name"]
-    ids = {k: _integer(query, k) for k in _VIEW_KEYS[view]}
+    ids = {k: data_id(k, query.get(k)) for k in _VIEW_KEYS[view]}  # the page's and JSON routes' rule
     band = _text(query, "band")
     if band is not None:
         bands = _bands(source, name, view)
