@@ -17,7 +17,7 @@ import pandas as pd
 from surveyqa.culprits import Culprit, row_id, find_culprits, flag_text, id_text, worst_value
 from surveyqa.errors import SurveyQAError
 
-from .source import DataSource
+from .source import DataSource, memo
 
 __all__ = [
     "LEVEL_ORDER", "metric_entries", "metric_entry", "quicklook", "QuickLook", "DrillView",
@@ -98,6 +98,19 @@ def quicklook(source: DataSource, sky_metric: str | None = None, band: str | Non
         Band of the sky map; the first band with values if omitted.
     """
     entries = metric_entries(source)
+    # the same for every sky map a session picks: computed once per server
+    summary, found = memo(source, ("quicklook_summary",), lambda: _summary_and_culprits(source, entries))
+    sky_candidates = [e["name"] for e in entries if set(e.get("levels", [])) & {"tract", "visit"}]
+    if sky_metric is None and sky_candidates:
+        sky_metric = sky_candidates[0]
+    sky, bands = pd.DataFrame(), []
+    if sky_metric is not None:
+        sky, bands, band = _sky_values(source, sky_metric, band)
+    return QuickLook(_header(source), summary, sky_metric, band, sky, bands, found)
+
+
+def _summary_and_culprits(source: DataSource, entries: list[dict]) -> tuple[pd.DataFrame, list[Culprit]]:
+    """One summary row per (metric, band) and the run's culprits, from every stored value."""
     everything = source.metric_values()
     by_metric = dict(tuple(everything.groupby("metric", sort=False))) if len(everything) else {}
     rows = []
@@ -111,15 +124,7 @@ def quicklook(source: DataSource, sky_metric: str | None = None, band: str | Non
             continue
         for band_name, group in values.groupby(values["band"].fillna(""), sort=True):
             rows.append(_summary_row(entry, band_name or None, group))
-    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    found = find_culprits(everything, source.failures())
-    sky_candidates = [e["name"] for e in entries if set(e.get("levels", [])) & {"tract", "visit"}]
-    if sky_metric is None and sky_candidates:
-        sky_metric = sky_candidates[0]
-    sky, bands = pd.DataFrame(), []
-    if sky_metric is not None:
-        sky, bands, band = _sky_values(source, sky_metric, band)
-    return QuickLook(_header(source), summary, sky_metric, band, sky, bands, found)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS), find_culprits(everything, source.failures())
 
 
 #: Columns of `QuickLook.summary`.
