@@ -4,7 +4,8 @@ Waiting follows DESIGN.md: a plot is ready when the Bokeh model with its name (a
 the level asked for) exists, its view has finished rendering, and its data source is filled.
 Only what a user sees counts: a page the dashboard keeps in the document but hides (a page
 built ahead of its first click, or one left for another) has the same plots and tables; such a
-page has the class ``sq-page`` and ``opacity: 0`` (`SHOWN_PAGE`, `shown`).
+page has the class ``sq-page`` and ``opacity: 0`` (`SHOWN_PAGE`, `shown`), and so has a figure kept out of
+sight inside a page (`drill_view.FIGURE_AWAY`).
 Chromium is the system one (``/usr/bin/chromium`` unless ``SURVEYQA_CHROMIUM`` says otherwise);
 nothing is downloaded.
 """
@@ -29,7 +30,7 @@ _SHOWN = """const shown = (view) => {
   if (!view || !view.el.isConnected || view.el.getClientRects().length === 0) return false;
   for (let n = view.el; n; n = n.parentNode || n.host) {
     if (n.nodeType === 11) n = n.host;
-    if (n.classList && n.classList.contains('sq-page')) return n.style.opacity !== '0';
+    if (n.style && n.style.opacity === '0') return false;  // a page or a figure kept out of sight
   }
   return true;
 };"""
@@ -142,7 +143,7 @@ def visible_text(page) -> str:
         const parts = [];
         const walk = (node) => {
             if (node.nodeType === 1 && (getComputedStyle(node).display === 'none'
-                || (node.classList.contains('sq-page') && node.style.opacity === '0'))) return;
+                || node.style.opacity === '0')) return;
             if (node.shadowRoot) walk(node.shadowRoot);
             for (const child of node.childNodes) {
                 if (child.nodeType !== 3) { walk(child); continue; }

@@ -197,12 +197,21 @@ def _set_table(table: pn.widgets.Tabulator, frame: pd.DataFrame) -> None:
         table.value = frame
 
 
-def _set_visible(pane, fig, visible: bool) -> None:
-    """Show or hide a Bokeh pane and its figure, touching neither if nothing changes (each change lays out the page)."""
-    if pane.visible != visible:
-        pane.visible = visible
-    if fig.visible != visible:
-        fig.visible = visible
+#: Inline styles of a figure shown, and of one kept laid out but out of sight (no data at this place). A change
+#: of ``visible`` makes Bokeh lay out the whole document again (1.0-1.5 s of the tract step, measured with the
+#: browser's profiler: ``invalidate_layout`` and a style recalculation of every element of every page kept);
+#: inline styles only repaint. Out of the flow and transparent, such a figure takes no room and shows nothing
+#: (`browser.shown` and `browser.visible_text` count it as hidden, as a user does).
+FIGURE_SHOWN = {"position": "relative", "visibility": "visible", "opacity": "1", "pointer-events": "auto"}
+FIGURE_AWAY = {"position": "absolute", "top": "0px", "left": "0px", "right": "0px", "visibility": "hidden",
+               "opacity": "0", "pointer-events": "none"}
+
+
+def _set_visible(pane, visible: bool) -> None:
+    """Show or put out of sight a Bokeh pane by its inline styles, touching nothing if nothing changes."""
+    wanted = FIGURE_SHOWN if visible else FIGURE_AWAY
+    if pane.styles != wanted:
+        pane.styles = wanted
 
 
 class DrillPanel:
@@ -357,16 +366,15 @@ class DrillPanel:
         show_visits = view.level == "tract" and state.show_visits
         polygons = children["polygons"] if children is not None else None
         self.children_row.visible = children is not None
-        # the figure too: a Bokeh pane built hidden still shows its figure (Panel 1.9)
-        _set_visible(self.sky_pane, self.sky.fig, polygons is not None)
+        _set_visible(self.sky_pane, polygons is not None)
         self.overlay.visible = show_visits and polygons is not None
         show_series = view.mode == "visit" and children is not None
         if show_series or self.series is not None:
             pane, series = self._series()
-            _set_visible(pane, series.fig, show_series)
+            _set_visible(pane, show_series)
         rows = drawn["rows"]
-        _set_visible(self.scatter_pane, self.scatter.fig, rows is not None and "scatter" in rows)
-        _set_visible(self.sky_rows_pane, self.sky_rows.fig, rows is not None and "sky_rows" in rows)
+        _set_visible(self.scatter_pane, rows is not None and "scatter" in rows)
+        _set_visible(self.sky_rows_pane, rows is not None and "sky_rows" in rows)
         self.describe.object = _describe(view)
         self._draw_children(view, children, selected, unit, tags, show_visits)
         self._draw_rows(view, drawn["rows"], children, unit, tags)
