@@ -163,11 +163,41 @@ class QARepository:
         refs = self.butler.query_datasets("qaManifest", collections=self.collection, find_first=True, explain=False) \
             if "qaManifest" in self._registered() else []
         if refs:
-            return self.butler.get(refs[0])
+            return self._with_analysis_tools(self.butler.get(refs[0]))
+        if self._analysis_tools_only():  # Rubin's own QA outputs, no surveyqa run
+            return {"collection": self.collection, "metrics": self.analysis_tools.manifest_entries(),
+                    "source": "analysis_tools"}
         if self.state == "partial":  # killed before its manifest task: list what it did write
-            return self._partial_manifest()
+            return self._with_analysis_tools(self._partial_manifest())
         raise SurveyQAError(f"collection {self.collection!r} has no qaManifest",
                             "is it the output collection of a QA run (surveyqa run ... --output)?")
+
+    @property
+    def analysis_tools(self):
+        """Rubin's own QA outputs in the collection (`surveyqa.butler.analysis_tools`): their metrics
+        join ours in `manifest` and `metric_values`, so the dashboard and the tracker show both."""
+        if "_analysis_tools" not in self.__dict__:
+            from surveyqa.butler.analysis_tools import AnalysisToolsMetrics
+
+            self._analysis_tools = AnalysisToolsMetrics(self.butler, self.collection)
+        return self._analysis_tools
+
+    def _analysis_tools_only(self) -> bool:
+        """No surveyqa metric values in the collection, but analysis_tools ones."""
+        ours = any(self.datasets(dt) for dt in (RUN_METRIC_VALUES, *METRIC_VALUE_DATASETS))
+        return not ours and bool(self.analysis_tools.manifest_entries())
+
+    def _with_analysis_tools(self, manifest: dict) -> dict:
+        extra = self.analysis_tools.manifest_entries()
+        return {**manifest, "metrics": list(manifest.get("metrics", [])) + extra} if extra else manifest
+
+    def _analysis_tools_values(self, filters: Mapping[str, object]) -> pd.DataFrame:
+        df = self.analysis_tools.metric_values()
+        for key, value in filters.items():
+            if value is not None and len(df):
+                values = list(value) if isinstance(value, (list, tuple, set, np.ndarray)) else [value]
+                df = df[df[key].isin(values)]
+        return df
 
     def _partial_manifest(self) -> dict:
         """The manifest `build_manifest` makes of the metric values a partial run wrote, marked
@@ -211,13 +241,14 @@ class QARepository:
         # at 100 tracts those are 12,100 files, 3-5 s to find and read.
         datasets = (RUN_METRIC_VALUES,) if self.datasets(RUN_METRIC_VALUES) else METRIC_VALUE_DATASETS
         parts = [self._read(dt, filters, uniform=True) for dt in datasets]
+        parts.append(self._analysis_tools_values(filters))
         parts = [p for p in parts if len(p)]
         if not parts:
             from surveyqa.tasks.values import METRIC_VALUE_SCHEMA
 
             return METRIC_VALUE_SCHEMA.empty_table().to_pandas()
         df = pd.concat(parts, ignore_index=True)
-        if self.state == "partial":
+        if self.state == "partial" and not self._analysis_tools_only():
             log.warning("collection %s is a partial QA run (interrupted): some metric values are missing; "
                         "`surveyqa run %s --output ... --resume` completes it", self.collection, self.repo)
         for key in ("tract", "patch", "visit", "detector", "n"):

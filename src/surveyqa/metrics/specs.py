@@ -13,6 +13,12 @@ inherits its metric from a base specification when it does not name one.
 A spec applies to a measurement when every ``metadata_query`` key is in the measurement's
 metadata with an equal value; it passes when ``value <operator> threshold`` (value converted to
 the threshold's unit first).
+
+This module is the one spec engine: `query_matches` (applicability, list-valued metadata included),
+`compare` (the operators) and `Specification.threshold_in` (unit conversion) are what the QA
+(`surveyqa.tasks.values`), the dashboard and the tracking service's alerts
+(`surveyqa.tracking.service`) all call, so a spec cannot apply in one place and not in another.
+The tracking database stores specs as dicts; `Specification.from_dict` turns them back.
 """
 
 from __future__ import annotations
@@ -33,7 +39,16 @@ from surveyqa.errors import DefinitionError, SurveyQAError
 from surveyqa.metrics.definitions import Reference, as_tags, read_yaml_documents
 from surveyqa.metrics.units import parse_unit, unit_to_string
 
-__all__ = ["OPERATORS", "Specification", "SpecDocument", "read_spec_dir", "resolve_specs", "load_specs_dir"]
+__all__ = [
+    "OPERATORS",
+    "Specification",
+    "SpecDocument",
+    "compare",
+    "query_matches",
+    "read_spec_dir",
+    "resolve_specs",
+    "load_specs_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +125,7 @@ class Specification:
 
         A spec without a query applies to every measurement (lsst.verify's ``MetadataQuery``).
         """
-        metadata = metadata or {}
-        return all(key in metadata and _equal(metadata[key], value) for key, value in self.metadata_query.items())
+        return query_matches(self.metadata_query, metadata)
 
     def check(self, value: u.Quantity | float) -> bool:
         """Whether ``value <operator> threshold`` holds, after converting ``value`` to the threshold's unit.
@@ -136,7 +150,50 @@ class Specification:
                 f"{unit_to_string(self.threshold.unit) or 'dimensionless'!r}",
                 "give the value in a unit convertible to the metric's unit",
             ) from None
-        return bool(OPERATORS[self.operator](np.float64(converted), self.threshold.value))
+        return compare(converted, self.operator, float(self.threshold.value))
+
+    def threshold_in(self, unit: u.UnitBase | str) -> float:
+        """The threshold's value in ``unit`` (a metric's unit string or an astropy unit).
+
+        Raises
+        ------
+        SurveyQAError
+            If the threshold's unit does not convert to ``unit``.
+        """
+        target = parse_unit(unit) if isinstance(unit, str) or unit is None else unit
+        try:
+            return float(self.threshold.to_value(target))
+        except u.UnitsError:
+            raise SurveyQAError(
+                f"spec {self.name}: its threshold in {unit_to_string(self.threshold.unit) or 'dimensionless'!r} "
+                f"does not convert to {unit_to_string(target) or 'dimensionless'!r}",
+                "give the spec a unit convertible to its metric's",
+            ) from None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Specification:
+        """A spec from its stored form: ``name``, ``metric``, ``threshold`` as a mapping of
+        ``value``, ``unit``, ``operator`` (the lsst.verify Job form) or flat ``threshold``/``unit``/
+        ``operator`` keys (`to_dict`), ``metadata_query``, ``tags``.
+
+        Raises
+        ------
+        DefinitionError
+            If the operator or the unit is unknown.
+        """
+        th = d.get("threshold")
+        if isinstance(th, Mapping):
+            value, unit, operator = th.get("value"), th.get("unit"), th.get("operator")
+        else:
+            value, unit, operator = th, d.get("unit"), d.get("operator")
+        return cls(
+            name=str(d["name"]),
+            metric=str(d.get("metric") or str(d["name"]).rsplit(".", 1)[0]),
+            operator=str(operator),
+            threshold=u.Quantity(float(value), parse_unit(unit)),
+            tags=tuple(d.get("tags") or ()),
+            metadata_query=dict(d.get("metadata_query") or {}),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (threshold value and unit string separate)."""
@@ -159,6 +216,24 @@ def _file(path: Path | str | None) -> str:
 
 def _names(keys: set[Any]) -> str:
     return ", ".join(sorted(map(str, keys)))
+
+
+def compare(value: float, operator: str, threshold: float) -> bool:
+    """Whether ``value <operator> threshold`` holds (both in one unit); NaN fails all but ``!=``."""
+    try:
+        return bool(OPERATORS[operator](np.float64(value), np.float64(threshold)))
+    except KeyError:
+        raise DefinitionError(f"unknown operator {operator!r}", f"use one of {' '.join(OPERATORS)}") from None
+
+
+def query_matches(query: Mapping[str, Any] | None, metadata: Mapping[str, Any] | None) -> bool:
+    """lsst.verify's ``MetadataQuery``: every term of ``query`` is in ``metadata`` with an equal value.
+
+    An empty query matches everything. A list-valued term (``visits: [849375, 850587]``) equals a
+    list, tuple or array with the same items in the same order, as a JSON round trip would give.
+    """
+    metadata = metadata or {}
+    return all(key in metadata and _equal(metadata[key], value) for key, value in (query or {}).items())
 
 
 def _equal(given: Any, wanted: Any) -> bool:

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from surveyqa.errors import SurveyQAError
-from surveyqa.metrics.specs import OPERATORS
+from surveyqa.metrics.specs import compare
+from surveyqa.metrics.units import parse_unit
 
 __all__ = ["METRIC_VALUE_SCHEMA", "to_metric_values", "attach_specs", "attach_outliers", "load_outlier_rules",
            "concat_values", "choose_spec"]
@@ -125,7 +126,7 @@ def attach_specs(table: pa.Table, instrument: str | None = None, registry=None) 
         if key not in cache:
             try:
                 meta = {"instrument": instrument, "filter_name": band} if instrument else {"filter_name": band}
-                cache[key] = registry.evaluate(metric, 0.0 * u.Unit(unit or ""), {k: v for k, v in meta.items() if v})
+                cache[key] = registry.evaluate(metric, 0.0 * parse_unit(unit), {k: v for k, v in meta.items() if v})
             except SurveyQAError as exc:
                 log.debug("no spec for %s: %s", metric, exc)
                 cache[key] = []
@@ -133,13 +134,13 @@ def attach_specs(table: pa.Table, instrument: str | None = None, registry=None) 
         if chosen is None:
             spec.append(None), threshold.append(None), status.append("none")
             continue
-        thr = chosen.threshold.to_value(u.Unit(unit or ""))
+        thr = chosen.threshold.to_value(parse_unit(unit))
         spec.append(chosen.spec)
         threshold.append(float(thr))
         if not np.isfinite(value):
             status.append("none")
         else:
-            status.append("pass" if bool(OPERATORS[chosen.operator](np.float64(value), thr)) else "fail")
+            status.append("pass" if compare(value, chosen.operator, thr) else "fail")
     table = table.set_column(table.schema.get_field_index("spec"), "spec", pa.array(spec, pa.string()))
     table = table.set_column(table.schema.get_field_index("threshold"), "threshold", pa.array(threshold, pa.float64()))
     rule = [("spec" if s == "fail" else None) for s in status]
@@ -169,7 +170,7 @@ def load_outlier_rules() -> dict[str, OutlierRule]:
     path = Path(__file__).resolve().parent.parent / "metrics" / "data" / "surveyqa" / "outliers.yaml"
     raw = yaml.safe_load(path.read_text()) or {}
     return {name: OutlierRule(name, tuple(r.get("peers", ())), float(r["z_max"]),
-                              float(r["min_deviation"]["value"]) * u.Unit(r["min_deviation"]["unit"]),
+                              float(r["min_deviation"]["value"]) * parse_unit(r["min_deviation"]["unit"]),
                               int(r.get("min_peers", 5)), str(r.get("center", "median"))) for name, r in raw.items()}
 
 
@@ -199,7 +200,7 @@ def attach_outliers(table: pa.Table, rules: Mapping[str, OutlierRule] | None = N
             # An offset's expected value is zero: its peers' |values| give the sigma (|x| has median 0.674 sigma).
             median = 0.0 if r.center == "zero" else np.median(values)
             sigma = 1.4826 * np.median(np.abs(values - median))
-            floor = r.min_deviation.to_value(u.Unit(group["unit"].iloc[0] or ""))
+            floor = r.min_deviation.to_value(parse_unit(group["unit"].iloc[0]))
             with np.errstate(divide="ignore", invalid="ignore"):
                 z = (values - median) / sigma
             out = group.index.to_numpy()[(z > r.z_max) & (values - median >= floor)]

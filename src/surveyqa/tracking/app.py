@@ -2,8 +2,9 @@
 
 ``/api/...`` routes are the documented contract (OpenAPI at ``/openapi.json``); the HTML pages
 ``/``, ``/metrics/NAME``, ``/runs/ID`` each have a JSON twin (``/index.json``, ``/metrics/NAME.json``,
-``/runs/ID.json``) built by the same view. Writing needs ``Authorization: Bearer <token>``;
-reading is open unless ``read_requires_token`` is set.
+``/runs/ID.json``) built by the same view. Writing needs ``Authorization: Bearer <token>`` (or
+``JWT <token>``, lsst.verify's scheme); reading is open unless ``read_requires_token`` is set.
+``/squash`` speaks SQuaSH's upload protocol for ``dispatch_verify.py`` (`surveyqa.tracking.squash`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from surveyqa.tracking.drilldown import DashboardLauncher
 from surveyqa.tracking.ingest import InvalidSubmission
 from surveyqa.tracking.schemas import Submission, SubmitResult, SubscriptionIn, VerifyJob
 from surveyqa.tracking.service import TrackingService
+from surveyqa.tracking.squash import squash_router
 from surveyqa.tracking.store import upsert
 from surveyqa.tracking.tokens import verify_token
 
@@ -39,9 +41,10 @@ def _service(request: Request) -> TrackingService:
 
 
 def _bearer(request: Request) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` or ``JWT <token>`` (lsst.verify's SQuaSH client)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return token.strip() if scheme.lower() in ("bearer", "jwt") and token.strip() else None
 
 
 def require_token(request: Request) -> str:
@@ -205,6 +208,8 @@ def create_app(config: TrackingConfig | None = None, service: TrackingService | 
         view = _found(views.metric_view(service, name, dataset, _data_id(dict(request.query_params))), f"metric {name}")
         twin = f"/metrics/{name}.json" + (f"?{request.url.query}" if request.url.query else "")
         return views.render_page(name, views.metric_html(view), twin)
+
+    app.include_router(squash_router(service))  # lsst.verify's dispatch_verify.py uploads here unchanged
 
     app.state.dashboards = DashboardLauncher()
     app.router.on_shutdown.append(app.state.dashboards.stop)

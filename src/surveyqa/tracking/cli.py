@@ -157,11 +157,15 @@ def serve(db: str | None, config_path: str | None, host: str, port: int, dashboa
 @_config
 @click.option("--dataset", default=None, help="Dataset name: runs of one dataset are compared (default: from the job, or the repository).")
 @click.option("--repo", "repo_uri", default=None, help="With a job: the repository of its outputs (for dashboard links).")
+@click.option("--metric-information", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With a repository: analysis_tools' metricInformation.yaml, the thresholds of its metrics "
+              "(default: $SURVEYQA_METRIC_INFORMATION, else the installed analysis_tools' own).")
 def submit(source: str, collection: str | None, server: str | None, token: str | None, db: str | None, config_path: str | None,
-           dataset: str | None, repo_uri: str | None) -> None:
+           dataset: str | None, repo_uri: str | None, metric_information: str | None) -> None:
     """Submit an lsst.verify job file, or a repository's metric values (REPO --collection C).
 
-    Sends to --server over HTTP, or with --db writes straight into a database.
+    Sends to --server over HTTP, or with --db writes straight into a database. A repository's
+    analysis_tools metrics (``*_metrics`` bundles, ``*_metrics_table``) go along with ours.
 
     \b
     Example:
@@ -171,8 +175,8 @@ def submit(source: str, collection: str | None, server: str | None, token: str |
     from surveyqa.tracking import client
 
     if collection:
-        table, metrics = client.read_repository(source, collection)
-        payload = client.repo_submission(table, source, collection, dataset, metrics=metrics)
+        table, metrics, specs = client.read_repository(source, collection, metric_information)
+        payload = client.repo_submission(table, source, collection, dataset, metrics=metrics, specs=specs)
         path = "/api/submissions"
     else:
         if os.path.isdir(source):

@@ -119,22 +119,34 @@ def post(server: str, path: str, payload: dict[str, Any], token: str | None, tim
     return r.status_code, data
 
 
-def read_repository(repo: str, collection: str) -> tuple[Any, list[dict[str, Any]]]:
-    """A collection's metric values (columns of docs/data-model.md) and, from its QA manifest, the
-    definitions of the metrics in them, so the service can store metrics it has not seen before."""
+def read_repository(repo: str, collection: str, metric_information: str | None = None
+                    ) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+    """A collection's metric values (columns of docs/data-model.md) and, from its manifest, the
+    definitions of the metrics in them, so the service can store metrics it has not seen before,
+    and the specs of those it cannot know otherwise (analysis_tools' metricInformation thresholds,
+    `surveyqa.butler.analysis_tools`, read from ``metric_information`` when given), in the
+    lsst.verify Job form."""
     from surveyqa.butler import QARepository
 
     qa = QARepository(repo, collection)
+    if metric_information:
+        qa.analysis_tools.metric_information = metric_information
     keys = ("name", "unit", "description", "reference", "higher_is_better")
-    metrics = [{k: m.get(k) for k in keys if m.get(k) is not None} for m in qa.manifest().get("metrics", [])]
+    entries = qa.manifest().get("metrics", [])
+    metrics = [{k: m.get(k) for k in keys if m.get(k) is not None} for m in entries]
     for m in metrics:
         if isinstance(m.get("reference"), str):  # the manifest writes a reference as one line of text
             m["reference"] = {"doc": m["reference"]}
-    return qa.metric_values(), metrics
+    specs = [
+        {"name": s["name"], "threshold": {"value": s["threshold"], "unit": s["unit"], "operator": s["operator"]},
+         "metadata_query": s.get("metadata_query") or {}, "tags": list(s.get("tags") or [])}
+        for m in entries if m.get("source") == "analysis_tools" for s in m.get("specs", [])
+    ]
+    return qa.metric_values(), metrics, specs
 
 
 def repo_submission(table: Any, repo: str, collection: str, dataset: str | None = None, pipeline: str | None = None,
-                    metrics: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                    metrics: list[dict[str, Any]] | None = None, specs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Our submission (as JSON) for a metric value table of ``repo``/``collection``.
 
     The run key is a hash of repository, collection and values, so submitting the same outputs
@@ -148,6 +160,7 @@ def repo_submission(table: Any, repo: str, collection: str, dataset: str | None 
         {"dataset": dataset or repo, "pipeline": pipeline, "repo": repo, "collection": collection, "env": environment_metadata()},
         metrics=metrics,
         packages=packages,
+        specs=specs,
     )
     body = sub.model_dump(mode="json", exclude={"run": {"env", "key"}, "packages": True})
     sub.run.key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

@@ -26,6 +26,10 @@ class TrackingConfig(BaseModel):
 
     db: str = Field(DEFAULT_DB_URL, description="SQLAlchemy URL of the tracking database")
     base_url: str = Field("http://127.0.0.1:8080", description="the service's own URL, used in alert messages")
+    public_url: str = Field(
+        "", description="URL clients reach the service at (behind a proxy); empty: from each request and its "
+        "Forwarded / X-Forwarded-* headers. The SQuaSH endpoint map at /squash is built from it"
+    )
     dashboard_url: str = Field(
         "", description="URL of a running drill-down dashboard; empty: the service opens one on each run's own repository"
     )

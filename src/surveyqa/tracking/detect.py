@@ -15,17 +15,15 @@ check needs the run calendar and lives with the service (`surveyqa.tracking.serv
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 
 import numpy as np
 
+from surveyqa.metrics.specs import compare
 from surveyqa.tracking.changepoint import Energy, MeanShift, detect
 from surveyqa.tracking.config import TrackingConfig
 
 __all__ = ["Threshold", "Finding", "check_series", "passes", "direction"]
-
-_OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq, "!=": operator.ne}
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,8 @@ class Finding:
 
 
 def passes(value: float, t: Threshold) -> bool:
-    return bool(_OPS[t.operator](value, t.value))
+    """``value <operator> threshold`` by the spec engine's operators (`surveyqa.metrics.specs.compare`)."""
+    return compare(value, t.operator, t.value)
 
 
 def direction(higher_is_better: bool | None, thresholds: list[Threshold]) -> int:

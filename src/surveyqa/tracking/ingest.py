@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from surveyqa.errors import SurveyQAError
-from surveyqa.tracking.schemas import MetricIn, PackageIn, RunInfo, Submission, ValueIn, VerifyJob
+from surveyqa.tracking.schemas import MetricIn, PackageIn, RunInfo, Submission, ValueIn, VerifyJob, VerifySpec
 
 __all__ = [
     "InvalidSubmission",
@@ -30,6 +30,7 @@ __all__ = [
     "clean_json",
     "from_verify_job",
     "from_submission",
+    "job_key",
     "submission_from_table",
     "utc_naive",
 ]
@@ -206,20 +207,43 @@ def _dataset_of(meta: dict[str, Any]) -> str:
     return "unknown"
 
 
+def job_key(job: VerifyJob, dataset: str, data_id: dict[str, str]) -> str:
+    """The idempotency key of an lsst.verify job: what makes two uploads the same run.
+
+    ``dispatch_verify.py`` stamps ``meta.env.date`` with the time of each upload, so a CI retry
+    differs from the first upload only there. A job from a CI build (``env.ci_id`` known) is keyed
+    by the build: ``env_name``, ``ci_name``, ``ci_id``, dataset, plus its data ID and metric names,
+    so that the several jobs one build uploads (one per filter, say) stay apart. Any other job is
+    keyed by its whole content except ``meta.env.date``.
+    """
+    env = job.meta.env or {}
+    ci_id = env.get("ci_id")
+    if ci_id not in (None, "", "unknown"):
+        parts = {
+            "build": [env.get("env_name"), env.get("ci_name"), str(ci_id), dataset],
+            "data_id": data_id,
+            "metrics": sorted({m.metric for m in job.measurements}),
+        }
+        return "ci-" + _hash(parts)[:60]
+    body = job.model_dump(mode="python")
+    body["meta"]["env"] = {k: v for k, v in (body["meta"].get("env") or {}).items() if k != "date"}
+    return _hash(body)
+
+
 def from_verify_job(job: VerifyJob, key: str | None = None) -> NormalizedRun:
     """Normalize an lsst.verify Job.
 
     The data ID of every measurement is made of the job's ``meta`` keys among `DATA_ID_KEYS`
     (``instrument``, ``filter_name``...). A NaN value (lsst.verify's "not computed") is stored as
-    missing with a note. The run's key is the hash of the whole job unless ``meta.run_key`` is set.
+    missing with a note. The run's key is `job_key` unless ``meta.run_key`` is set.
     """
     meta = job.meta.model_dump(mode="python")
     packages = meta.pop("packages", {})
     env = meta.get("env") or {}
-    if key is None:
-        key = str(meta.get("run_key") or _hash(job.model_dump(mode="python")))[:64]
-    known = {m.name for m in job.metrics}
     data_id = canonical_data_id({k: meta[k] for k in DATA_ID_KEYS if k in meta and not isinstance(meta[k], (dict, list))})
+    if key is None:
+        key = str(meta.get("run_key") or job_key(job, _dataset_of(meta), data_id))[:64]
+    known = {m.name for m in job.metrics}
     values = []
     for m in job.measurements:
         value, note = m.value, None
@@ -348,6 +372,7 @@ def submission_from_table(
     run: RunInfo | dict[str, Any],
     metrics: list[MetricIn | dict[str, Any]] | None = None,
     packages: list[PackageIn | dict[str, Any]] | None = None,
+    specs: list[VerifySpec | dict[str, Any]] | None = None,
 ) -> Submission:
     """Build our submission from a ``qaMetricValues_*`` table (pandas or pyarrow) and run metadata.
 
@@ -361,6 +386,8 @@ def submission_from_table(
         Dataset, repository, collection, environment of the run.
     metrics, packages : list, optional
         Metric definitions (needed for metrics the service does not know) and software versions.
+    specs : list, optional
+        Specs the service cannot know otherwise (lsst.verify Job form), e.g. analysis_tools' thresholds.
     """
     if hasattr(table, "to_pandas"):
         table = table.to_pandas()
@@ -405,4 +432,5 @@ def submission_from_table(
         values=values,
         metrics=[m if isinstance(m, MetricIn) else MetricIn(**m) for m in metrics or []],
         packages=[p if isinstance(p, PackageIn) else PackageIn(**p) for p in packages or []],
+        specs=[s if isinstance(s, VerifySpec) else VerifySpec(**s) for s in specs or []],
     )

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from surveyqa.metrics.specs import query_matches
 from surveyqa.tracking.db import (
     blob_t,
     data_id_item_t,
@@ -98,16 +99,9 @@ def specs_for(conn: Connection, metric: str) -> list[dict[str, Any]]:
 
 
 def applicable_specs(specs: list[dict[str, Any]], meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """Threshold specs whose metadata query the run's metadata satisfies (lsst.verify's rule:
-    every queried key present with an equal value; an empty query applies everywhere)."""
-    out = []
-    for s in specs:
-        if "threshold" not in s:
-            continue
-        q = s.get("metadata_query") or {}
-        if all(k in meta and meta[k] == v for k, v in q.items()):
-            out.append(s)
-    return out
+    """Threshold specs whose metadata query the run's metadata satisfies, decided by the one spec
+    engine (`surveyqa.metrics.specs.query_matches`, the rule the QA applies too)."""
+    return [s for s in specs if "threshold" in s and query_matches(s.get("metadata_query"), meta)]
 
 
 def _run_dict(r: Any) -> dict[str, Any]:

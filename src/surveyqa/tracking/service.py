@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from surveyqa.errors import SurveyQAError
+from surveyqa.metrics.specs import Specification
 from surveyqa.metrics.units import parse_unit
 from surveyqa.tracking import queries
 from surveyqa.tracking.alerts import deliver, recipients_for
@@ -152,17 +154,20 @@ class TrackingService:
         return conn.execute(self._info_query().where(series_t.c.id == sid)).one()
 
     def thresholds(self, conn: sa.Connection, metric: str, unit: str, meta: dict[str, Any]) -> list[Threshold]:
-        """The specs of ``metric`` that apply to a run with ``meta``, converted to ``unit``."""
+        """The specs of ``metric`` that apply to a run with ``meta``, converted to ``unit``.
+
+        Applicability and conversion are the spec engine's (`surveyqa.metrics.specs`), as in the QA.
+        """
         out = []
         target = parse_unit(unit)
         for s in queries.applicable_specs(queries.specs_for(conn, metric), meta or {}):
-            th = s["threshold"]
             try:
-                value = (th["value"] * parse_unit(th["unit"])).to_value(target)
-            except Exception:  # noqa: BLE001 - a spec in an unrelated unit cannot be drawn or checked
-                log.debug("spec %s in %r does not convert to %r", s["name"], th["unit"], unit)
+                spec = Specification.from_dict(s)
+                value = spec.threshold_in(target)
+            except SurveyQAError as exc:  # a spec in an unrelated unit cannot be drawn or checked
+                log.debug("%s", exc.message)
                 continue
-            out.append(Threshold(s["name"], th["operator"], float(value)))
+            out.append(Threshold(spec.name, spec.operator, value))
         return out
 
     def _check_series(self, sid: int, run: Any, infos: dict, rows: dict, thresholds: dict, open_alerts: dict, earlier: dict) -> list[int]:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from surveyqa.errors import SurveyQAError
 from surveyqa.tracking.db import token_t
 
-__all__ = ["create_token", "verify_token", "revoke_token", "list_tokens", "hash_token"]
+__all__ = ["create_token", "verify_token", "authenticate", "revoke_token", "list_tokens", "hash_token"]
 
 _PREFIX = "sqt_"
 
@@ -53,6 +53,11 @@ def verify_token(engine: Engine, token: str | None) -> str | None:
         return conn.execute(
             sa.select(token_t.c.name).where(token_t.c.hash == hash_token(token), token_t.c.revoked.is_(False))
         ).scalar()
+
+
+def authenticate(engine: Engine, username: str | None, password: str | None) -> bool:
+    """Whether ``password`` is the valid token named ``username`` (SQuaSH's ``/auth`` login)."""
+    return bool(username) and verify_token(engine, password) == username
 
 
 def revoke_token(engine: Engine, name: str) -> bool:
