@@ -28,6 +28,11 @@ SUBCOMMANDS: dict[str, str] = {
     "ingest": "surveyqa.butler.cli:ingest",
     "dashboard": "surveyqa.dashboard.cli:dashboard",
     "track": "surveyqa.tracking.cli:track",
+    "validate": "surveyqa.validate.cli:validate",
+    "bps": "surveyqa.tasks.bps:bps",
+    "logs": "surveyqa.logs.cli:logs",
+    "provenance": "surveyqa.provenance.cli:provenance",
+    "reproduce": "surveyqa.provenance.cli:reproduce",
 }
 
 

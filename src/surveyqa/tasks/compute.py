@@ -23,7 +23,7 @@ from surveyqa.tasks.values import attach_specs, concat_values, to_metric_values
 
 __all__ = ["visit_qa", "tract_qa", "calibration_qa", "matched_sources", "isolated_star_tables",
            "primary_objects", "MATCH_COLUMNS", "sample_stars", "detector_reference_qa", "NoReferenceObjectsError",
-           "library_metrics"]
+           "library_metrics", "DEBUG_UNITS"]
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ def _try_library(table, group_by, level, fixed, rows: MetricRows | None = None, 
     return out
 
 
-def visit_qa(sources: pa.Table, ccd: pa.Table, visit: int, instrument: str | None = None
-             ) -> tuple[pa.Table, pa.Table, pa.Table]:
+def visit_qa(sources: pa.Table, ccd: pa.Table, visit: int, instrument: str | None = None,
+             debug: dict | None = None) -> tuple[pa.Table, pa.Table, pa.Table]:
     """QA of one visit: the metrics' per-row values, per-detector values and metric values.
 
     Parameters
@@ -102,6 +102,9 @@ def visit_qa(sources: pa.Table, ccd: pa.Table, visit: int, instrument: str | Non
         ``ccdVisitTable`` (all visits: zero-point offsets are relative to the band's median).
     visit : int
         The visit id.
+    debug : dict, optional
+        If given, receives the intermediate tables a developer would look at (``sources``: each
+        source with the context the metrics joined to it); the values returned are the same.
 
     Returns
     -------
@@ -132,6 +135,9 @@ def visit_qa(sources: pa.Table, ccd: pa.Table, visit: int, instrument: str | Non
     rows = MetricRows()
     values = []
     places = _places(src, src.num_rows, ids=("sourceId",))
+    if debug is not None:
+        debug["sources"] = _debug_table({"detector": det, **places, "pixelScale": _np(src, "pixelScale"),
+                                         "detector_area": _np(src, "detector_area")})
     for name in ("health.sourceCount", "health.sourceDensity", "health.psfFwhm"):
         values.append(_measure(name, src, ("visit", "detector"), "detector", fixed, rows, places))
         if name != "health.sourceDensity":
@@ -154,6 +160,21 @@ def visit_qa(sources: pa.Table, ccd: pa.Table, visit: int, instrument: str | Non
     metric_values = attach_specs(concat_values(values), instrument)
     detector_values = _pivot_detectors(metric_values, ccd_visit, visit, band)
     return rows.table(), detector_values, metric_values
+
+
+def _debug_table(columns: dict) -> pa.Table:
+    """A debug output from intermediate columns, with the units of `DEBUG_UNITS` in its schema.
+
+    The arrays are only read: the tables the metrics measure are the same with or without it.
+    """
+    table = pa.table({name: pa.array(np.asarray(col)) for name, col in columns.items()})
+    return _with_units(table, {k: v for k, v in DEBUG_UNITS.items() if k in table.column_names})
+
+
+#: Units of the columns of the debug tables (`visit_qa`, `calibration_qa`, `detector_reference_qa`).
+DEBUG_UNITS = {"ra": "deg", "dec": "deg", "mag": "mag", "pixelScale": "arcsec / pix", "detector_area": "arcmin2",
+               "dmag": "mmag", "dmag_rel": "mmag", "dra": "mas", "ddec": "mas", "dra_rel": "mas", "ddec_rel": "mas",
+               "psfFlux": "nJy", "psfFluxErr": "nJy"}
 
 
 def _nan_table(table: pa.Table, keys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -282,10 +303,12 @@ def matched_sources(sources: pa.Table, visit_sources: dict[int, pa.Table] | None
     return pa.table(out)
 
 
-def calibration_qa(matched: pa.Table, tract: int, rows: MetricRows | None = None) -> list[pa.Table]:
+def calibration_qa(matched: pa.Table, tract: int, rows: MetricRows | None = None,
+                   debug: dict | None = None) -> list[pa.Table]:
     """Photometric and astrometric offsets (and scatter) of every visit and (visit, detector) in a
     tract, from its isolated stars (`surveyqa.metrics.library.calibration`); their per-source
-    residuals kept in ``rows``."""
+    residuals kept in ``rows``, and, with ``debug``, as ``star_residuals`` (with each source's
+    magnitude and S/N)."""
     n = matched.num_rows
     needed = ("obj_index", "visit", "detector", "band", "ra", "dec", "psfFlux", "psfFluxErr")
     if n == 0 or any(c not in matched.column_names for c in needed):
@@ -318,6 +341,8 @@ def calibration_qa(matched: pa.Table, tract: int, rows: MetricRows | None = None
     places = {"obj_index": obj, "ra": ra[idx], "dec": dec[idx], "mag": mag[idx]}
     if "sourceId" in matched.column_names:
         places["sourceId"] = _np(matched, "sourceId")[idx]
+    if debug is not None:
+        debug["star_residuals"] = _debug_table({**table, **places, "snr": snr[idx]})
     fixed = {"tract": tract}
     values = []
     for name in ("health.visitPhotOffset", "health.visitAstromOffset", "health.photScatter", "health.astromScatter"):
@@ -330,7 +355,8 @@ def calibration_qa(matched: pa.Table, tract: int, rows: MetricRows | None = None
 
 def tract_qa(objects: pa.Table, associations: pa.Table | None, presources: pa.Table | None, tract: int,
              instrument: str | None = None, max_stars: int | None = 10000,
-             visit_sources: dict[int, pa.Table] | None = None) -> tuple[pa.Table, pa.Table]:
+             visit_sources: dict[int, pa.Table] | None = None, debug: dict | None = None
+             ) -> tuple[pa.Table, pa.Table]:
     """QA of one tract: per-(isolated star, band) values and metric values (object counts, density
     and empty cells per patch, NaN fraction per column and band, SRD metrics per band, and the
     calibration offsets of each visit and detector from the isolated stars).
@@ -348,6 +374,9 @@ def tract_qa(objects: pa.Table, associations: pa.Table | None, presources: pa.Ta
     visit_sources : dict of visit -> pyarrow.Table, optional
         ``sourceTable_visit`` columns (`MATCH_COLUMNS`) of the visits overlapping the tract: the
         calibrated values of the isolated stars' sources.
+    debug : dict, optional
+        If given, receives the intermediate tables (`calibration_qa`'s ``star_residuals``); the
+        values returned are the same.
 
     Returns
     -------
@@ -372,7 +401,7 @@ def tract_qa(objects: pa.Table, associations: pa.Table | None, presources: pa.Ta
     sources, stars = isolated_star_tables(associations, presources)
     if sources is not None and sources.num_rows:
         matched = matched_sources(sources, visit_sources)
-        values.extend(calibration_qa(matched, tract, rows))
+        values.extend(calibration_qa(matched, tract, rows, debug))
         assoc = matched.append_column("tract", pa.array(np.full(matched.num_rows, tract, np.int64)))
         if "psfFlux" in assoc.column_names:
             sample, note = sample_stars(assoc, max_stars, seed=tract)
@@ -417,7 +446,8 @@ def _star_context(stars: pa.Table | None, objects: pa.Table):
 
 
 def detector_reference_qa(sources: pa.Table, refcat: pa.Table, region, visit: int, detector: int,
-                          instrument: str | None = None, radius_arcsec: float = 1.0) -> tuple[pa.Table, pa.Table]:
+                          instrument: str | None = None, radius_arcsec: float = 1.0,
+                          debug: dict | None = None) -> tuple[pa.Table, pa.Table]:
     """Match one detector's sources to the reference catalog: astrometric and photometric offsets
     (per-row values, one per matched source, and metric values).
 
@@ -429,6 +459,8 @@ def detector_reference_qa(sources: pa.Table, refcat: pa.Table, region, visit: in
         Reference catalog: ``coord_ra``, ``coord_dec`` (deg), ``{band}_flux`` (nJy).
     region : lsst.sphgeom.Region or None
         The detector's sky region; reference objects outside it are not used.
+    debug : dict, optional
+        If given, receives ``matches``: each matched source with its offsets (mas, mmag) and place.
 
     Raises
     ------
@@ -474,6 +506,8 @@ def detector_reference_qa(sources: pa.Table, refcat: pa.Table, region, visit: in
     places = {"ra": ra[ok], "dec": dec[ok], "mag": np.asarray(to_frame(matches).get("mag"), float)}
     if "sourceId" in src.column_names:
         places["sourceId"] = _np(src, "sourceId")[ok]
+    if debug is not None:
+        debug["matches"] = _debug_table({**matches, **places})
     values = [_measure(name, matches, ("visit", "detector"), "detector", fixed, rows, places)
               for name in ("health.astromOffset", "health.photRefOffset")]
     return rows.table(), attach_specs(concat_values(values), instrument)

@@ -3,6 +3,11 @@
 Each task reads its inputs, calls the pure functions of `surveyqa.tasks.compute` and writes tidy
 Parquet tables back (docs/data-model.md). They run under ``pipetask run`` with
 ``surveyqa/tasks/pipelines/qa.yaml`` and under ``surveyqa run``.
+
+Every task has one ``debug`` config field (DMTN-085 QAWG-REC-4) and nothing else configures
+it: when on, the task also writes its diagnostics as ``<label>_debug_*`` datasets (tables and
+plots, `surveyqa.tasks.debug`); the metric values are the same (docs/provenance.md). Every
+table a task writes carries the Butler's provenance of its quantum (`surveyqa.provenance.record`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import logging
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 import lsst.pipe.base.connectionTypes as cT
+import pyarrow as pa
 
+from surveyqa.provenance.record import with_provenance
 from surveyqa.tasks import compute
 
 __all__ = ["QaVisitTask", "QaDetectorReferenceTask", "QaTractTask", "QaManifestTask"]
@@ -22,6 +29,33 @@ log = logging.getLogger(__name__)
 
 def _instrument(butlerQC) -> str | None:
     return butlerQC.quantum.dataId.get("instrument") if butlerQC.quantum.dataId is not None else None
+
+
+def _debug_field():
+    """The one switch of a task's debug mode (DMTN-085 §4.1: binary, no further configuration)."""
+    return pexConfig.Field[bool](
+        doc="Also write this task's diagnostics, the debug_* outputs (<label>_debug_* datasets: intermediate "
+            "tables and plots); nothing else changes (docs/provenance.md).", default=False)
+
+
+def _drop_debug_outputs(connections, config) -> None:
+    """Remove the ``debug_*`` outputs of a task's connections unless its config has ``debug`` on."""
+    if config is None or not config.debug:
+        for name in [n for n in connections.outputs if n.startswith("debug_")]:
+            delattr(connections, name)
+
+
+def _put(butlerQC, outputs: pipeBase.Struct, outputRefs) -> None:
+    """Put a quantum's outputs, each Arrow table with the quantum's provenance in its metadata.
+
+    The Butler records ``LSST.BUTLER.*`` provenance (quantum, inputs read) in the Parquet files
+    of Astropy tables only; these are Arrow tables, so the same keys are added here.
+    """
+    for name, ref in outputRefs:
+        value = getattr(outputs, name, None)
+        if isinstance(value, pa.Table) and not isinstance(ref, list):
+            setattr(outputs, name, with_provenance(value, butlerQC.dataset_provenance, ref))
+    butlerQC.put(outputs, outputRefs)
 
 
 # -- per visit -------------------------------------------------------------------------------
@@ -37,10 +71,21 @@ class QaVisitConnections(pipeBase.PipelineTaskConnections, dimensions=("instrume
                                 dimensions=("instrument", "visit"), doc="Per-detector QA values.")
     metric_values = cT.Output(name="qaMetricValues_visit", storageClass="ArrowTable",
                               dimensions=("instrument", "visit"), doc="Metric values at detector and visit level.")
+    debug_sources = cT.Output(name="qaVisit_debug_sources", storageClass="ArrowTable",
+                              dimensions=("instrument", "visit"),
+                              doc="Debug: each source (sky sources dropped) with the context the metrics joined to "
+                                  "it: detector, position, magnitude, pixel scale, detector area.")
+    debug_detectors = cT.Output(name="qaVisit_debug_detectorSummary", storageClass="Plot",
+                                dimensions=("instrument", "visit"),
+                                doc="Debug: PSF FWHM, source density and zero-point offset against detector.")
+
+    def __init__(self, *, config=None):
+        super().__init__(config=config)
+        _drop_debug_outputs(self, config)
 
 
 class QaVisitConfig(pipeBase.PipelineTaskConfig, pipelineConnections=QaVisitConnections):
-    pass
+    debug = _debug_field()
 
 
 class QaVisitTask(pipeBase.PipelineTask):
@@ -52,12 +97,19 @@ class QaVisitTask(pipeBase.PipelineTask):
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         inputs = butlerQC.get(inputRefs)
         visit = butlerQC.quantum.dataId["visit"]
+        debug = {} if self.config.debug else None
         metric_rows, detector_values, metric_values = compute.visit_qa(
-            inputs["sources"], inputs["ccd"], visit, _instrument(butlerQC))
+            inputs["sources"], inputs["ccd"], visit, _instrument(butlerQC), debug=debug)
         self.log.info("visit %s: %d sources, %d metric values, %d failing", visit, inputs["sources"].num_rows,
                       metric_values.num_rows, metric_values.column("status").to_pylist().count("fail"))
-        butlerQC.put(pipeBase.Struct(metric_rows=metric_rows, detector_values=detector_values,
-                                     metric_values=metric_values), outputRefs)
+        outputs = pipeBase.Struct(metric_rows=metric_rows, detector_values=detector_values,
+                                  metric_values=metric_values)
+        if self.config.debug:
+            from surveyqa.tasks.debug import detector_summary_plot
+
+            outputs.debug_sources = debug["sources"]
+            outputs.debug_detectors = detector_summary_plot(detector_values, visit)
+        _put(butlerQC, outputs, outputRefs)
 
 
 # -- per (visit, detector): the reference-catalog check --------------------------------------
@@ -74,7 +126,16 @@ class QaDetectorReferenceConnections(pipeBase.PipelineTaskConnections,
     metric_values = cT.Output(name="qaMetricValues_detector", storageClass="ArrowTable",
                               dimensions=("instrument", "visit", "detector"),
                               doc="Astrometric and photometric offsets against the reference catalog.")
+    debug_matches = cT.Output(name="qaDetectorReference_debug_matches", storageClass="ArrowTable",
+                              dimensions=("instrument", "visit", "detector"),
+                              doc="Debug: each source matched to the reference catalog, with its offsets.")
+    debug_offsets = cT.Output(name="qaDetectorReference_debug_offsetField", storageClass="Plot",
+                              dimensions=("instrument", "visit", "detector"),
+                              doc="Debug: the astrometric offset field of the detector (arrows on the sky).")
 
+    def __init__(self, *, config=None):
+        super().__init__(config=config)
+        _drop_debug_outputs(self, config)
 
     def adjustQuantum(self, inputs, outputs, label, data_id):
         """Only (visit, detector) pairs with a ``visit_detector_region`` get a quantum.
@@ -89,6 +150,7 @@ class QaDetectorReferenceConnections(pipeBase.PipelineTaskConnections,
 
 class QaDetectorReferenceConfig(pipeBase.PipelineTaskConfig, pipelineConnections=QaDetectorReferenceConnections):
     match_radius = pexConfig.Field[float](doc="Match radius, arcsec.", default=1.0)
+    debug = _debug_field()
 
 
 #: The reference catalog read by this process, sorted by RA: {dataset ID: (table, sorted coord_ra)}.
@@ -138,9 +200,16 @@ class QaDetectorReferenceTask(pipeBase.PipelineTask):
         sources = handles["sources"].get(parameters={"columns": self.COLUMNS})
         region = getattr(data_id, "region", None)
         refcat = _refcat_near(handles["refcat"], region)
+        debug = {} if self.config.debug else None
         rows, values = compute.detector_reference_qa(sources, refcat, region, data_id["visit"], data_id["detector"],
-                                                     _instrument(butlerQC), self.config.match_radius)
-        butlerQC.put(pipeBase.Struct(metric_rows=rows, metric_values=values), outputRefs)
+                                                     _instrument(butlerQC), self.config.match_radius, debug=debug)
+        outputs = pipeBase.Struct(metric_rows=rows, metric_values=values)
+        if self.config.debug:
+            from surveyqa.tasks.debug import offset_field_plot
+
+            outputs.debug_matches = debug["matches"]
+            outputs.debug_offsets = offset_field_plot(debug["matches"], data_id["visit"], data_id["detector"])
+        _put(butlerQC, outputs, outputRefs)
 
 
 def _present_columns(handle, wanted: list[str]) -> list[str]:
@@ -167,6 +236,17 @@ class QaTractConnections(pipeBase.PipelineTaskConnections, dimensions=("skymap",
                             doc="Every metric's per-row values as the engine computed them (surveyqa.tasks.rows).")
     metric_values = cT.Output(name="qaMetricValues_tract", storageClass="ArrowTable", dimensions=("skymap", "tract"),
                               doc="Metric values at patch and tract level.")
+    debug_residuals = cT.Output(name="qaTract_debug_starResiduals", storageClass="ArrowTable",
+                                dimensions=("skymap", "tract"),
+                                doc="Debug: per isolated-star source of the calibration checks, its residuals from "
+                                    "its star's mean (mmag, mas), magnitude, S/N, visit and detector.")
+    debug_residuals_plot = cT.Output(name="qaTract_debug_residualsVsMag", storageClass="Plot",
+                                     dimensions=("skymap", "tract"),
+                                     doc="Debug: photometric and astrometric residuals against magnitude, per band.")
+
+    def __init__(self, *, config=None):
+        super().__init__(config=config)
+        _drop_debug_outputs(self, config)
 
 
 class QaTractConfig(pipeBase.PipelineTaskConfig, pipelineConnections=QaTractConnections):
@@ -174,6 +254,7 @@ class QaTractConfig(pipeBase.PipelineTaskConfig, pipelineConnections=QaTractConn
         doc="The SRD metrics (PA1, AM1, TE1, ...) use at most this many isolated stars per tract, a seeded "
             "sample (their pair computations grow with the square of the stars per area); 0: all.",
         default=10000)
+    debug = _debug_field()
 
 
 class QaTractTask(pipeBase.PipelineTask):
@@ -193,11 +274,24 @@ class QaTractTask(pipeBase.PipelineTask):
             for handle in inputs["visit_sources"]:
                 present = _present_columns(handle, compute.MATCH_COLUMNS)
                 visit_sources[handle.dataId["visit"]] = handle.get(parameters={"columns": present})
+        debug = {} if self.config.debug else None
         metric_rows, metric_values = compute.tract_qa(inputs["objects"], assoc, cat, tract, instrument,
-                                                        self.config.max_srd_stars or None, visit_sources)
+                                                        self.config.max_srd_stars or None, visit_sources, debug=debug)
         self.log.info("tract %s: %d metric values, %d failing", tract, metric_values.num_rows,
                       metric_values.column("status").to_pylist().count("fail"))
-        butlerQC.put(pipeBase.Struct(metric_rows=metric_rows, metric_values=metric_values), outputRefs)
+        outputs = pipeBase.Struct(metric_rows=metric_rows, metric_values=metric_values)
+        if self.config.debug:
+            from surveyqa.tasks.debug import residuals_vs_mag_plot
+
+            residuals = debug.get("star_residuals")
+            if residuals is None:  # no isolated stars: an empty table says so, rather than a missing dataset
+                residuals = pa.table({"visit": pa.array([], pa.int64()), "detector": pa.array([], pa.int64()),
+                                      "band": pa.array([], pa.string()), "used": pa.array([], pa.bool_()),
+                                      "mag": pa.array([], pa.float64()), "dmag": pa.array([], pa.float64()),
+                                      "dra": pa.array([], pa.float64()), "ddec": pa.array([], pa.float64())})
+            outputs.debug_residuals = residuals
+            outputs.debug_residuals_plot = residuals_vs_mag_plot(residuals, tract)
+        _put(butlerQC, outputs, outputRefs)
 
 
 # -- the manifest ----------------------------------------------------------------------------
@@ -220,7 +314,7 @@ class QaManifestConnections(pipeBase.PipelineTaskConnections, dimensions=()):
 
 
 class QaManifestConfig(pipeBase.PipelineTaskConfig, pipelineConnections=QaManifestConnections):
-    pass
+    debug = _debug_field()  # the manifest has no diagnostics of its own: debug adds no output here
 
 
 class QaManifestTask(pipeBase.PipelineTask):
