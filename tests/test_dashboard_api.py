@@ -131,6 +131,18 @@ def test_linked_json_joins_the_stored_values_of_several_metrics_by_data_id(serve
     assert {k[1] for k, r in rows.items() if r["health.astromOffset:status"] == "fail"} == {detector}
 
 
+def test_linked_json_names_the_selection_of_its_address(server, truth):
+    """``selected=`` (the page's address after a box selection) gives back those data IDs, in the table's order."""
+    detector = truth["defects"]["bad_astrometry_detector"]["detector"]
+    base = "/api/linked.json?metrics=health.zeroPointOffset,health.astromOffset"
+    rows = get(server, base)["rows"]
+    picked = [r for r in rows if r["detector"] == detector][:3]
+    text = ",".join(f"{r['visit']}.{r['detector']}" for r in reversed(picked))
+    page = get(server, f"{base}&selected={text}")
+    assert page["selected"] == [{"visit": r["visit"], "detector": r["detector"]} for r in picked]
+    assert page["rows"] == rows
+
+
 def test_failures_json_lists_failed_quanta_with_positions(server, truth):
     failures = get(server, "/api/failures.json")["failures"]
     failing = {tuple(pair) for pair in truth["defects"]["outside_refcat"]["failing"]}
@@ -154,6 +166,8 @@ def test_failures_json_lists_failed_quanta_with_positions(server, truth):
     ("/api/linked.json?metrics=health.psfFwhm,no.such", 404, "no metric"),
     ("/api/linked.json?metrics=health.psfFwhm,health.zeroPoint&band=zz", 400, "no values in band 'zz'"),
     ("/api/linked.json?metrics=health.psfFwhm,health.zeroPoint&level=patch", 400, "not every metric"),
+    ("/api/linked.json?metrics=health.zeroPointOffset,health.astromOffset&selected=1.x", 400, "is not a detector data ID"),
+    ("/api/linked.json?metrics=health.zeroPointOffset,health.astromOffset&selected=1.2", 404, "is not among the"),
     ("/api/metric/validate_drp.PA1.json?band=zz", 400, "validate_drp.PA1 has no values in band 'zz'"),
     ("/api/visits/health.astromOffset.json?band=zz", 400, "has no values in band 'zz'"),
     ("/api/metric/validate_drp.PA1.json?tract=12345678901234567890123", 400, "out of range"),

@@ -140,6 +140,10 @@ def test_metric_views_built_ahead_stay_hidden_until_clicked(page, server):
     browser.shown(page, ".sq-crumb button", has_text="quick look").click()
     browser.wait_for_plot(page, "sky", ["level:quicklook"])
     assert browser.plot_tags(page, "scatter") == []
+    # the address says quick look too: a reload opens it, not the metric left
+    page.wait_for_function("() => !window.location.search.includes('metric=')", timeout=30_000)
+    page.reload(wait_until="domcontentloaded")
+    browser.wait_for_plot(page, "sky", ["level:quicklook"])
 
 
 def test_a_click_at_once_shows_the_rows_of_the_metric_clicked(page, server, truth):
@@ -252,8 +256,16 @@ def test_a_box_selection_in_one_metric_highlights_the_same_data_ids_in_the_other
     assert picked and browser.selected_indices(page, "linked_0") == picked == browser.selected_indices(
         page, "linked_2")
     assert browser.selected_indices(page, "linked_sky") == picked
+    # the selection is in the address: a reload (or the link, shared) selects the same data IDs
+    page.wait_for_function("() => window.location.search.includes('selected=')", timeout=30_000)
+    assert f"selected={bad_visit}." in page.url
+    page.reload(wait_until="domcontentloaded")
+    browser.wait_for_plot(page, "linked_2", ["level:linked"])
+    browser.shown(page, ".sq-linked-selected[data-n]").wait_for()
+    assert browser.selected_indices(page, "linked_0") == picked == browser.selected_indices(page, "linked_sky")
     browser.shown(page, ".sq-linked-clear button").click()
     browser.shown(page, ".sq-linked-selected:not([data-n])").wait_for()
     assert browser.selected_indices(page, "linked_0") == []
+    page.wait_for_function("() => !window.location.search.includes('selected=')", timeout=30_000)
     page.reload(wait_until="domcontentloaded")  # the metrics are in the URL
     browser.wait_for_plot(page, "linked_2", ["level:linked", "metric:health.zeroPointOffset"])

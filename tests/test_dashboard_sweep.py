@@ -390,6 +390,7 @@ def test_bad_addresses_are_said_in_the_red_banner(page, server):
         "?view=metric&metric=validate_drp.PA1&tract=999": "no tract 999 in this repository",
         "?view=nonsense": "no view 'nonsense'",
         "?view=metric&metric=no.such.metric": "no metric 'no.such.metric'",
+        "?view=linked&metrics=health.astromOffset,health.photRefOffset&selected=1.2.3": "is not a detector data ID",
     }
     for query, needle in cases.items():
         page.goto(server.url + query, wait_until="domcontentloaded")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -65,14 +66,35 @@ class QARepository:
         One line saying what exists, if ``repo`` is not a repository or ``collection`` does not exist.
     """
 
+    #: Safe to call from several threads at once (the dashboard's JSON routes do): each thread has its own Butler.
+    thread_safe = True
+
     def __init__(self, repo: str | os.PathLike, collection: str, *, state: str | None = None):
         if state is not None:
             self._state = state
         self.repo = str(repo)
         self.collection = collection
-        self.butler = open_repo(repo)
-        check_collection(self.butler, collection)
+        self._butler = open_repo(repo)
+        self._thread = threading.get_ident()
+        self._local = threading.local()
+        check_collection(self._butler, collection)
         self._paths: dict[str, list[tuple[dict, str]]] = {}
+
+    @property
+    def butler(self):
+        """This thread's Butler: the one opened here in the thread that made the reader, a clone in any other.
+
+        A Butler must not be used by two threads at once (daf_butler's documentation); `Butler.clone`
+        gives another connected to the same repository, cheaply. Everything else the reader keeps
+        (resolved paths, the run state) is filled idempotently, so threads reading at once may at
+        worst resolve a dataset type twice.
+        """
+        if threading.get_ident() == self._thread:
+            return self._butler
+        butler = getattr(self._local, "butler", None)
+        if butler is None:
+            butler = self._local.butler = self._butler.clone()
+        return butler
 
     def __repr__(self) -> str:
         return f"QARepository({self.repo!r}, {self.collection!r})"

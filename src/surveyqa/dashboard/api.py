@@ -9,7 +9,7 @@ numbers a user sees. Bad input answers 400/404 with ``{"error": ..., "hint": ...
 | ``/api/metric/<metric>.json?band=&tract=&patch=`` | metric view, coadd mode |
 | ``/api/visits/<metric>.json?band=&visit=&detector=`` | metric view, visit mode |
 | ``/api/focalplane/<metric>.json?band=&detector=`` | focal plane: a detector metric per detector over all visits |
-| ``/api/linked.json?metrics=A,B&level=&band=`` | linked metrics: one row per data ID, a value per metric |
+| ``/api/linked.json?metrics=A,B&level=&band=&selected=`` | linked metrics: one row per data ID, a value per metric; the selected data IDs |
 | ``/api/failures.json`` | failures |
 | ``/api/manifest.json`` | the repository's QA manifest |
 | ``/api/notebook.ipynb?view=&metric=&band=&tract=...`` | the "open in Jupyter" notebook |
@@ -49,7 +49,7 @@ ROUTES = {
     "/api/metric/<metric>.json": "coadd drill-down: ?band=, ?tract=, ?patch=",
     "/api/visits/<metric>.json": "visit drill-down: ?band=, ?visit=, ?detector=",
     "/api/focalplane/<metric>.json": "focal plane: per detector over every visit of a band: ?band=, ?detector=",
-    "/api/linked.json": "linked metrics: ?metrics=A,B&level=&band=; one row per data ID, a value per metric",
+    "/api/linked.json": "linked metrics: ?metrics=A,B&level=&band=&selected=; one row per data ID, a value per metric",
     "/api/failures.json": "failed quanta",
     "/api/manifest.json": "the QA manifest (metrics, selections, specs)",
     "/api/notebook.ipynb": "notebook loading the view given by the query (view, metric, band, tract, patch, visit, "
@@ -165,12 +165,22 @@ class FocalPlaneHandler(_Handler):
 
 class LinkedHandler(_Handler):
     def view(self) -> tuple[tuple, Callable[[], Any]]:
-        from .linked import linked_view
+        from .linked import linked_view, selection_indices
 
         source, band, level = self.config.source, self._str("band"), self._str("level")
         metrics = tuple(m for m in (self._str("metrics") or "").split(",") if m)
         key = ("linked", metrics, level, band)
-        return key, _view(source, key, lambda: linked_view(source, list(metrics), level, band))
+        selected = self._str("selected")
+        build = _view(source, key, lambda: linked_view(source, list(metrics), level, band))
+        if selected is None:
+            return key, build
+
+        def with_selection() -> dict:  # the rows the page highlights for this address
+            view = memo(source, key, lambda: linked_view(source, list(metrics), level, band))
+            rows = view.table.iloc[selection_indices(view, selected)][view.keys]
+            return {**build(), "selected": model._records(rows)}
+
+        return key + (selected,), with_selection
 
 
 class FailuresHandler(_Handler):
@@ -306,6 +316,8 @@ def api_routes(config) -> list[tuple]:
     The routes of one server share one small thread pool (`WORKERS`), shut down when the
     config is no longer used; nothing is shared between servers.
     """
+    from .provenance_view import provenance_routes  # imports this module: loaded here
+
     pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="surveyqa-api")
     weakref.finalize(config, pool.shutdown, wait=False)
     args = {"config": config, "pool": pool}
@@ -322,5 +334,6 @@ def api_routes(config) -> list[tuple]:
         (r"/api/compare/quicklook\.json", CompareQuickLookHandler, args),
         (r"/api/compare/metric/(.+)\.json", CompareMetricHandler, args),
         (r"/api/compare/visits/(.+)\.json", CompareVisitsHandler, args),
+        *provenance_routes(args),  # docs/provenance.md
         (r"/api/(.*)", UnknownRouteHandler, args),
     ]

@@ -16,6 +16,7 @@ import html
 import io
 import logging
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from .drill_view import DrillPanel
 from .failures_view import failures_panel
 from .focalplane_view import FocalPlanePanel
 from .linked_page import LinkedPanel
+from .provenance_view import ProvenanceLink
 from .quicklook_view import QuickLookPanel
 from .source import DataSource
 from .state import COMPARE_VIEWS, URL_KEYS, DrillState
@@ -95,11 +97,11 @@ def _nav(config: DashboardConfig, state: DrillState) -> pn.Row:
         both = pn.widgets.Button(label="compare A and B", button_type="primary", css_classes=["sq-nav-compare"])
         both.on_click(lambda e: state.go(view="compare", metric=None, band=None, side="a"))
         quick_b = pn.widgets.Button(label="quick look B", button_type="default", css_classes=["sq-nav-home-b"])
-        quick_b.on_click(lambda e: state.go(view="quicklook", side="b"))
+        quick_b.on_click(lambda e: state.go(view="quicklook", metric=None, band=None, side="b"))
         buttons = [both, quick_b]
     home = pn.widgets.Button(label="quick look A" if buttons else "quick look", button_type="default" if buttons
                              else "primary", css_classes=["sq-nav-home"])
-    home.on_click(lambda e: state.go(view="quicklook", side="a"))
+    home.on_click(lambda e: state.go(view="quicklook", metric=None, band=None, side="a"))
     failures = []
     for side in ("a", "b") if config.compare is not None else ("a",):
         try:
@@ -110,7 +112,7 @@ def _nav(config: DashboardConfig, state: DrillState) -> pn.Row:
         name = f"failures {side.upper()}" if config.compare is not None else "failures"
         button = pn.widgets.Button(label=f"{name} ({n_failed})", button_type="danger" if n_failed else "light",
                                    css_classes=[f"sq-nav-failures{'' if side == 'a' else '-b'}"])
-        button.on_click(lambda e, side=side: state.go(view="failures", side=side))
+        button.on_click(lambda e, side=side: state.go(view="failures", metric=None, band=None, side=side))
         failures.append(button)
     linked = pn.widgets.Button(label="linked metrics", button_type="default", css_classes=["sq-nav-linked"],
                                description="several metrics side by side, a selection in one shown in all")
@@ -211,6 +213,7 @@ class _Session:
         self.body = pn.Column(sizing_mode="stretch_width", styles={"position": "relative", "overflow": "hidden"})
         self.pages: dict[tuple[str, str], object] = {}
         self.jupyter: dict[tuple[str, str], _Jupyter] = {}
+        self.provenance: dict[tuple[str, str], ProvenanceLink] = {}  # "where does this number come from"
 
     def _page(self, kind: str, side: str = "a"):
         """The session's page of that kind for run A or B, built the first time it is shown."""
@@ -226,7 +229,7 @@ class _Session:
             elif kind == "quicklook":
                 page = QuickLookPanel(source, state, title)
             elif kind == "failures":
-                page = _Static(failures_panel(source))
+                page = _Static(failures_panel(source, repo=config.side(side)[1]))
             elif kind == "focalplane":
                 self.jupyter[(kind, side)] = _Jupyter(config, state, side)
                 page = FocalPlanePanel(source, state, extras=[self.jupyter[(kind, side)].panel])
@@ -234,7 +237,9 @@ class _Session:
                 page = LinkedPanel(source, state)
             else:  # a metric view: one page per mode (coadd, visits), each laid out for its mode
                 self.jupyter[(kind, side)] = _Jupyter(config, state, side)
-                page = DrillPanel(source, state, extras=[self.jupyter[(kind, side)].panel])
+                self.provenance[(kind, side)] = ProvenanceLink(state)
+                page = DrillPanel(source, state, extras=[self.jupyter[(kind, side)].panel,
+                                                         self.provenance[(kind, side)].panel])
             page.panel.css_classes = [*page.panel.css_classes, "sq-page", f"sq-page-{kind}"]
             self.pages[(kind, side)] = page
         return self.pages[(kind, side)]
@@ -335,10 +340,13 @@ class _Session:
                 page = self._page(kind, state.side)
                 if kind.startswith("drill") or kind == "focalplane":
                     self.jupyter[(kind, state.side)].update()
+                if (kind, state.side) in self.provenance:
+                    self.provenance[(kind, state.side)].update()
                 started = time.perf_counter()
                 page.update()
                 self.error.visible = False
                 self._show(page)
+                _write_address(state)
             log.debug("drew %s in %.3f s", state.query(), time.perf_counter() - started)
         except SurveyQAError as exc:
             log.warning("page error: %s", exc)
@@ -352,6 +360,23 @@ class _Session:
         self.error.object = message
         self.error.visible = True
         self._show(None)
+
+
+def _write_address(state: DrillState) -> None:
+    """Make the address bar say exactly where the session is (`DrillState.query`), with keys cleared dropped.
+
+    Panel's sync of the address writes each changed parameter on its own and leaves out a
+    parameter set back to its default (``view=quicklook``) or to None: going back to the quick
+    look kept ``?view=metric&metric=...`` and a reload reopened the metric. The address is the
+    state's own query, written after each page is drawn.
+    """
+    location = pn.state.location
+    if location is None:
+        return
+    query = urllib.parse.urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in state.query().items()})
+    search = f"?{query}" if query else ""
+    if location.search != search:
+        location.search = search
 
 
 class _Static:

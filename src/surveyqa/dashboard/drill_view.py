@@ -305,7 +305,7 @@ class DrillPanel:
             return
         query = dict(self._crumbs[labels.index(event.new)]["query"])
         if not query:
-            self.state.go(view="quicklook")
+            self.state.go(view="quicklook", metric=None, band=None)  # the address then says quick look
             return
         query.setdefault("view", "metric")
         self.state.go(**query)

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from surveyqa.culprits import id_text
 from surveyqa.errors import SurveyQAError
 
-from .model import _records, metric_entry, rollup, unwrap_ra
+from .model import NotFoundError, _records, metric_entry, rollup, unwrap_ra
 from .source import DataSource
 
-__all__ = ["LinkedView", "linked_view", "LEVEL_KEYS", "MAX_METRICS"]
+__all__ = ["LinkedView", "linked_view", "LEVEL_KEYS", "MAX_METRICS", "selection_text", "selection_indices"]
 
 #: The data-ID keys of each level, finest last.
 LEVEL_KEYS = {"detector": ["visit", "detector"], "visit": ["visit"], "patch": ["tract", "patch"], "tract": ["tract"]}
@@ -138,3 +139,39 @@ def _centres(source: DataSource, level: str, table: pd.DataFrame) -> tuple[np.nd
         centres[tuple(int(v) for v in row[:-1])] = (float(ra.mean() % 360.0), float(vertices[:, 1].mean()))
     found = [centres.get(tuple(int(v) for v in ids), (np.nan, np.nan)) for ids in table[keys].itertuples(index=False)]
     return np.array([c[0] for c in found]), np.array([c[1] for c in found])
+
+
+def selection_text(view: LinkedView, indices) -> str | None:
+    """The ``selected=`` value of rows ``indices`` of the view's table: their data IDs, keys joined by '.'."""
+    if not len(indices):
+        return None
+    rows = view.table.iloc[sorted(indices)][view.keys]
+    return ",".join(".".join(str(int(v)) for v in ids) for ids in rows.itertuples(index=False))
+
+
+def selection_indices(view: LinkedView, text: str | None) -> list[int]:
+    """The rows of the view's table that a ``selected=`` value names; a `SurveyQAError` if it is malformed
+    or names a data ID the view does not have (a shared link from another run, or mistyped)."""
+    if not text:
+        return []
+    where = {tuple(int(v) for v in ids): i for i, ids in enumerate(view.table[view.keys].itertuples(index=False))}
+    out = []
+    for token in text.split(","):
+        parts = token.strip().split(".")
+        try:
+            ids = tuple(int(p) for p in parts)
+        except ValueError:
+            ids = ()
+        if len(ids) != len(view.keys):
+            raise SurveyQAError(f"selected={token[:40]!r} is not a {view.level} data ID",
+                                f"give {'.'.join(view.keys)} integers joined by '.', e.g. selected={_example(view)}")
+        if ids not in where:
+            raise NotFoundError(f"selected: {id_text(dict(zip(view.keys, ids)))} is not among the {len(where)} "
+                                f"{view.level} data IDs of these metrics", "select again in the plots")
+        out.append(where[ids])
+    return sorted(set(out))
+
+
+def _example(view: LinkedView) -> str:
+    first = view.table[view.keys].head(1).itertuples(index=False)
+    return next((".".join(str(int(v)) for v in ids) for ids in first), ".".join("1" for _ in view.keys))

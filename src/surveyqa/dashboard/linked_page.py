@@ -3,7 +3,8 @@
 One Bokeh ``ColumnDataSource`` (one row per data ID, `linked.LinkedView`) feeds every plot, so a
 box or lasso selection in any of them selects the same data IDs in all the others, in the
 browser, with no round trip; the server only lists what is selected (and can clear it). The
-metrics are picked in the sidebar and kept in the URL (``metrics=A,B&level=detector``).
+metrics are picked in the sidebar and kept in the URL with the selection
+(``metrics=A,B&level=detector&selected=424.39,424.40``), so a selection can be shared and survives a reload.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from bokeh.plotting import figure
 from surveyqa.culprits import id_text
 
 from . import model, plots
-from .linked import LEVEL_KEYS, MAX_METRICS, LinkedView, linked_view
+from .linked import LEVEL_KEYS, MAX_METRICS, LinkedView, linked_view, selection_indices, selection_text
 from .payload import value_range
 from .source import memo
 from .state import DrillState
@@ -30,6 +31,8 @@ __all__ = ["LinkedPanel", "linked_model", "default_metrics"]
 _TOOLS = "box_select,lasso_select,tap,pan,wheel_zoom,reset"
 #: Data IDs listed by name under the plots when selected (the rest are counted).
 LISTED = 30
+#: At most this many selected data IDs are kept in the address (a longer one is refused by some servers).
+IN_ADDRESS = 500
 
 
 def linked_model(source, state: DrillState) -> LinkedView:
@@ -56,11 +59,12 @@ class LinkedPanel:
         self.choose = pn.widgets.MultiSelect(name="metrics (pick several)", options=names, size=18, width=300,
                                              css_classes=["sq-linked-metrics"])
         self.choose.param.watch(lambda e: self._syncing or self.state.param.update(
-            metrics=",".join(e.new[:MAX_METRICS]) or None, level=None), "value")
+            metrics=",".join(e.new[:MAX_METRICS]) or None, level=None, selected=None), "value")
         self.level = pn.widgets.Select(name="level", options=list(LEVEL_KEYS), width=140)
-        self.level.param.watch(lambda e: self._syncing or self.state.param.update(level=e.new), "value")
+        self.level.param.watch(lambda e: self._syncing or self.state.param.update(level=e.new, selected=None), "value")
         self.band = pn.widgets.Select(name="band", options=[], width=140)
-        self.band.param.watch(lambda e: self._syncing or self.state.param.update(band=e.new or None), "value")
+        self.band.param.watch(lambda e: self._syncing or self.state.param.update(band=e.new or None, selected=None),
+                               "value")
         self.clear = pn.widgets.Button(name="clear selection", width=140, css_classes=["sq-linked-clear"])
         self.clear.on_click(lambda e: setattr(self.data.selected, "indices", []))
         self.title = pn.pane.HTML("")
@@ -107,6 +111,11 @@ class LinkedPanel:
             state.param.update(metrics=",".join(default_metrics(self.source)) or None)
             return
         view = linked_model(self.source, state)
+        wanted = selection_indices(view, state.selected)
+        if view is self._view:  # only the selection changed (here or in the address): the plots keep their data
+            if sorted(self.data.selected.indices) != wanted:
+                self._set_indices(wanted)
+            return
         self._view = view
         self._syncing = True
         try:
@@ -123,8 +132,9 @@ class LinkedPanel:
         for i in range(MAX_METRICS):
             name = view.metrics[i]["name"] if i < len(view.metrics) else None
             columns[f"m{i}"] = table[name].to_numpy(float) if name else np.full(len(table), np.nan)
-        self.data.selected.indices = []
+        self._set_indices([])
         self.data.data = columns
+        self._set_indices(wanted)
         low, high = value_range(columns["m0"])
         self.mapper.update(low=low, high=high)
         for i, (pane, fig) in enumerate(zip(self.panes, self.figures)):
@@ -142,8 +152,21 @@ class LinkedPanel:
                              f"{view.level}{' · band ' + html.escape(view.band) if view.band else ''}: "
                              f"{len(table)} data IDs</h2>")
 
+    def _set_indices(self, indices: list[int]) -> None:
+        """Select rows from the server (the address, a new view) without writing them back to the address."""
+        self._syncing = True
+        try:
+            self.data.selected.indices = indices
+        finally:
+            self._syncing = False
+        self._selected("indices", None, indices)
+
     def _selected(self, attr, old, new) -> None:
         view = self._view
+        if view is not None and not self._syncing:
+            text = selection_text(view, new) if len(new) <= IN_ADDRESS else None
+            if text != self.state.selected:
+                self.state.selected = text
         if view is None or not new:
             self.selected.object = "<p class='sq-linked-selected'>Nothing selected.</p>"
             return

@@ -169,8 +169,9 @@ class CachedSource:
     read through it at once. Each key has its own lock while it is computed, so a second
     thread asking for the same key waits for the first's result instead of computing it again,
     and threads computing different keys run together. The wrapped source is called by one
-    thread at a time (`_call`): a Butler instance must not be used by two threads at once
-    (daf_butler's own documentation), and `QARepository` calls its Butler on most reads.
+    thread at a time (`_call`) unless it says it is ``thread_safe``: a Butler instance must not be
+    used by two threads at once (daf_butler's own documentation); `QARepository` gives each thread
+    its own, so different reads of it run at once.
 
     Parameters
     ----------
@@ -253,6 +254,8 @@ class CachedSource:
         Only the reads are serialised: a view derived from them (`memo`) is computed outside
         this lock, so threads computing different views run in parallel.
         """
+        if getattr(self.source, "thread_safe", False):  # e.g. QARepository: a Butler per thread
+            return method(*args, **kwargs)
         with self._source_lock:
             return method(*args, **kwargs)
 
@@ -410,8 +413,8 @@ def open_repository(repo: str, collection: str) -> DataSource:
         The collection holding the QA outputs (with their ``qaManifest``).
     """
     try:
-        from surveyqa.butler import QARepository
+        from surveyqa.butler.dask_reader import open_reader
     except ImportError as exc:  # the reader ships with surveyqa; a broken install is the user's to fix
         raise SurveyQAError(f"cannot import the repository reader: {exc}",
                             "reinstall surveyqa (pip install -e .)") from exc
-    return QARepository(repo, collection)
+    return open_reader(repo, collection)  # DuckDB, or Dask when $SURVEYQA_DASK_SCHEDULER is set or it is large

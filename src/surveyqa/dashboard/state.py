@@ -22,7 +22,7 @@ COMPARE_VIEWS = {"compare", "compare_metric", "compare_visits"}
 SIDES = ["a", "b"]
 #: State parameter -> URL query key.
 URL_KEYS = {k: k for k in ("view", "metric", "band", "tract", "patch", "visit", "detector",
-                           "sky_metric", "sky_band", "show_visits", "side", "metrics", "level")}
+                           "sky_metric", "sky_band", "show_visits", "side", "metrics", "level", "selected")}
 #: The URL keys that are data IDs (integers).
 DATA_ID_KEYS = ("tract", "patch", "visit", "detector")
 #: Views that show one metric: opened without one, they would silently show the quick look.
@@ -45,11 +45,13 @@ class DrillState(param.Parameterized):
     side = param.Selector(default="a", objects=SIDES)
     metrics = param.String(default=None, allow_None=True, doc="linked view: metric names, comma-separated")
     level = param.String(default=None, allow_None=True, doc="linked view: detector, visit, patch or tract")
+    selected = param.String(default=None, allow_None=True,
+                            doc="linked view: the data IDs selected, each the level's keys joined by '.' (424.39,1278.5)")
 
     def go(self, **changes) -> None:
         """Move to another place: unspecified drill keys are cleared, in one redraw."""
         target = {"tract": None, "patch": None, "visit": None, "detector": None, "show_visits": False,
-                  "metrics": None, "level": None}
+                  "metrics": None, "level": None, "selected": None}
         target.update(changes)
         self.param.update(**target)
 
