@@ -100,3 +100,26 @@ def require_chromium(path: str) -> None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+#: Visits of `small_rubin_repo` the QA ran on (tests/test_bps.py groups them two jobs to a run).
+SMALL_RUBIN_VISITS = 6
+
+
+@pytest.fixture(scope="session")
+def small_rubin_repo(tmp_path_factory) -> tuple[str, str]:
+    """A Rubin-shaped repository (HSC RC2 registry records, every realistic defect) at a tenth of the
+    demo's density, with `surveyqa run`'s QA of its first `SMALL_RUBIN_VISITS` visits and their tract
+    in ``qa/run``: ``(repo_path, where)``, ``where`` the data query that chose them."""
+    from surveyqa.butler.repo import open_repo
+    from surveyqa.sim.rubin import RubinDefects, RubinSimConfig, make_rubin_survey
+    from surveyqa.tasks.executor import run_qa
+
+    repo = str(tmp_path_factory.mktemp("small-rubin") / "repo")
+    make_rubin_survey(repo, RubinSimConfig(seed=1, density=10000.0, defects=RubinDefects.from_names(["all"])),
+                      collection="drp")
+    visits = sorted(ref.dataId["visit"] for ref in open_repo(repo).query_datasets("sourceTable_visit",
+                                                                                 collections="drp"))
+    where = f"visit IN ({', '.join(str(v) for v in visits[:SMALL_RUBIN_VISITS])})"
+    run_qa(repo, "drp", "qa/run", where=where)
+    return repo, where
