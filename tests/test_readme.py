@@ -1,7 +1,10 @@
-"""Every `console` example in README.md and docs/*.md runs and exits 0.
+"""Every `console` and `python` example in README.md and docs/ (the documentation site) runs.
 
 A console block holds lines starting with `$ ` (a command) followed by an excerpt of what it
-prints; the excerpt lines that are not `...` must appear in the output.
+prints; the excerpt lines that are not `...` must appear in the output. The python blocks of one
+page run in order in one fresh interpreter (a page's examples build on each other), in a folder
+where ``data`` is the real data and ``demo-repo`` the default demo's repository (collection
+``qa/demo``), as the pages say; they must exit 0 (their ``assert`` lines are what a reader checks).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import pytest
 
 from conftest import ROOT, SHARED_DATA  # noqa: E402
 
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BLOCK = re.compile(r"```console\n(.*?)```", re.S)
+PYTHON = re.compile(r"```python\n(.*?)```", re.S)
 
 
 def _examples() -> list[tuple[str, str, list[str]]]:
@@ -48,3 +52,20 @@ def test_doc_example_runs(label: str, command: str, expected: list[str], tmp_pat
 
 def test_examples_exist() -> None:
     assert _examples(), "README.md and docs/ should hold runnable console examples"
+
+
+def _python_pages() -> list[tuple[str, str]]:
+    return [(str(doc.relative_to(ROOT)), "\n".join(blocks)) for doc in DOCS
+            if (blocks := PYTHON.findall(doc.read_text()))]
+
+
+@pytest.mark.parametrize("page,code", _python_pages(), ids=[p for p, _ in _python_pages()])
+def test_doc_python_examples_run(page: str, code: str, tmp_path: Path, rubin_demo_repo) -> None:
+    (tmp_path / "data").symlink_to(SHARED_DATA)
+    repo, collection = rubin_demo_repo
+    assert collection == "qa/demo"
+    (tmp_path / "demo-repo").symlink_to(repo)
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"the python examples of {page} fail:\n{result.stdout}\n{result.stderr}"
