@@ -7,13 +7,14 @@ import html
 import panel as pn
 from bokeh.models import ColumnDataSource, HoverTool
 
-from . import model, plots
+from . import logs_view, model, plots
 
 __all__ = ["failures_panel"]
 
 
-def failures_panel(source) -> pn.viewable.Viewable:
-    """List every failed quantum (task, data ID, exception) and mark those with a position on the sky."""
+def failures_panel(source, repo: str | None = None) -> pn.viewable.Viewable:
+    """List every failed quantum (task, data ID, exception), mark those with a position on the sky, and,
+    given the repository, draw their regions coloured by failure class (`logs_view`)."""
     failures = model.failures_view(source)
     items = [pn.pane.HTML(f"<h2 class='sq-title' data-level='failures'>{len(failures)} failed quanta</h2>")]
     partial = model.run_state(source) == "partial"
@@ -35,7 +36,10 @@ def failures_panel(source) -> pn.viewable.Viewable:
         fig.add_tools(HoverTool(renderers=[crosses], tooltips=[(c, f"@{c}") for c in data if c not in ("ra", "dec")]),
                       HoverTool(renderers=[outlines], tooltips=[("tract", "@id")]))
         fig.tags = ["level:failures", f"n:{len(data['ra'])}"]
+        classes = logs_view.add_class_regions(fig, repo, failures, reference, partial)
+        fig.renderers = [r for r in fig.renderers if r is not crosses] + [crosses]  # the crosses over the regions
         items.append(pn.pane.Bokeh(fig, sizing_mode="stretch_width"))
+        items.append(logs_view.classes_table(classes))
     shown = failures.drop(columns=[c for c in failures.columns if c == "polygon"])
     items.append(pn.widgets.Tabulator(shown, show_index=False, disabled=True, height=400,
                                       sizing_mode="stretch_width", css_classes=["sq-failures"]))

@@ -123,10 +123,27 @@ def _init_worker(repo: str, output: str, run: str, resume: bool, parent_pid: int
     _STATE["executor"] = _single_executor(butler, run, resume)
 
 
+class _TracebackInLog(logging.Filter):
+    """Put the traceback on the executor's "Execution of task ... failed" record, which it logs inside its
+    ``except``: the quantum's ``<label>_log`` dataset then holds it (pipetask has it only in ``--log-file``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.exc_info is None and sys.exc_info()[0] is not None:
+            record.exc_info = sys.exc_info()
+        return True
+
+
+def _keep_tracebacks() -> None:
+    executor_log = logging.getLogger("lsst.pipe.base.single_quantum_executor")
+    if not any(isinstance(f, _TracebackInLog) for f in executor_log.filters):
+        executor_log.addFilter(_TracebackInLog())
+
+
 def _single_executor(butler, run: str, resume: bool):
     from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
     from lsst.pipe.base.taskFactory import TaskFactory
 
+    _keep_tracebacks()
     if resume:  # skip quanta that finished; clear the partial outputs of those that did not
         return SingleQuantumExecutor(butler=butler, task_factory=TaskFactory(), skip_existing_in=[run],
                                      clobber_outputs=True)
