@@ -4,10 +4,11 @@ Run:  .venv/bin/python benchmarks/bench_tracking.py [--values 1000000] [--db sql
 
 1. Bulk-loads N values (runs x series, 10 metrics x data IDs) straight into the tables
    (executemany on SQLite, COPY on PostgreSQL), after one real submission made the series.
-2. Submission throughput through `TrackingService` (validation, storage and regression checks of
-   every touched series against its full history), and through HTTP with small lsst.verify jobs.
+2. Submission throughput through `TrackingService` (validation, storage, the pending check in the
+   outbox, and the regression checks of every touched series against its history), and storage alone.
 3. Time-series latency: one series (one metric, one data ID) and one whole metric, through the
-   same view the API serves, median of repeated queries.
+   same view the API serves, median of repeated queries; the whole metric also over real HTTP
+   (uvicorn, `GET /api/metrics/NAME/series`).
 4. False-alarm rate of the change-point check on noisy 40-run streams without a step, and the
    Conbench-style lookback z-score on the same streams for comparison.
 
@@ -104,7 +105,7 @@ def bulk_load(service: TrackingService, n_values: int, n_ids: int) -> float:
                 conn.execute(value_t.insert(), rows)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("ANALYZE"))
+            conn.execute(sa.text("VACUUM ANALYZE"))  # what autovacuum does after a bulk load: sets the visibility map
     return time.perf_counter() - start
 
 
@@ -141,8 +142,42 @@ def bench_backend(url: str, n_values: int, n_ids: int) -> dict[str, float]:
     out["metric_points"] = sum(len(s["points"]) for s in view["series"])
     out["one_series_ms"] = 1000 * statistics.median(one)
     out["whole_metric_ms"] = 1000 * statistics.median(whole)
+    out["whole_metric_http_ms"], out["http_bytes"] = whole_metric_http(service)
     service.engine.dispose()
     return out
+
+
+def whole_metric_http(service: TrackingService, repeat: int = 5) -> tuple[float, int]:
+    """Median ms of ``GET /api/metrics/bench.m3/series?dataset=bench`` from a real uvicorn server, and its size."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from surveyqa.tracking.app import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(service.config, service), host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    times, size = [], 0
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+            for _ in range(repeat):
+                start = time.perf_counter()
+                r = http.get("/api/metrics/bench.m3/series", params={"dataset": "bench"})
+                r.raise_for_status()
+                times.append(time.perf_counter() - start)
+                size = len(r.content)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    return 1000 * statistics.median(times), size
 
 
 def false_alarms(n_streams: int = 200, length: int = 40) -> dict[str, float]:
@@ -181,10 +216,14 @@ def main() -> None:
                 with admin.connect() as c:
                     c.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
     print(f"\nvalues stored: {args.values:,} ({N_METRICS * args.ids} series)")
-    print(f"{'backend':<12}{'bulk load s':>12}{'submit+check val/s':>20}{'store-only val/s':>18}{'1 series ms':>13}{'1 metric ms':>13}")
+    print(f"{'backend':<12}{'bulk load s':>12}{'submit+check val/s':>20}{'store-only val/s':>18}{'1 series ms':>13}{'1 metric ms':>13}"
+          f"{'1 metric HTTP ms':>18}")
     for name, r in results.items():
         print(f"{name:<12}{r['load_s']:>12.1f}{r['submit_checked_values_per_s']:>20,.0f}{r['submit_store_values_per_s']:>18,.0f}"
-              f"{r['one_series_ms']:>13.1f}{r['whole_metric_ms']:>13.1f}   ({r['stored']:,} values; {r['series_points']} and {r['metric_points']:,} points)")
+              f"{r['one_series_ms']:>13.1f}{r['whole_metric_ms']:>13.1f}{r['whole_metric_http_ms']:>18.1f}"
+              f"   ({r['stored']:,} values; {r['series_points']} and {r['metric_points']:,} points, {r['http_bytes'] / 1e6:.1f} MB JSON)")
+    print("peer, the same script before the outbox and batching (benchmarks/README.md, before issue 17): submit+check ~400 val/s"
+          " on both backends, one metric 2,610-3,597 ms")
     fa = false_alarms(args.streams)
     print(f"false alarms on {args.streams} noisy 40-run streams without a step: change-point {100 * fa['changepoint']:.1f}%,"
           f" lookback z-score (|z|>5, 20 runs) {100 * fa['lookback_z5']:.1f}%")

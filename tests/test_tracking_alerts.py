@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
-from tracking_fixtures import db_url, job_with, make_server, smtp_server, webhook_receiver  # noqa: F401
+from tracking_fixtures import db_url, delivered, job_with, make_server, smtp_server, wait_for_outbox, webhook_receiver  # noqa: F401
 
 
 def _day(i: int) -> str:
@@ -39,6 +39,7 @@ def test_injected_step_raises_exactly_one_alert(make_server, smtp_server, webhoo
     values[20:] += 0.6  # a 6% step: below the relative-change check, so only the change-point test sees it
     opened = _stream(server, token, values, step_at=20)
     assert len(opened) == 1
+    wait_for_outbox(server.url, delivered)
     with server.client() as http:
         alert = http.get(f"/api/alerts/{opened[0]}").json()
         all_alerts = http.get("/api/alerts").json()
@@ -70,6 +71,7 @@ def test_noisy_runs_without_a_step_raise_nothing(make_server, smtp_server, webho
     _subscribe(server, token, "*", smtp_server, webhook_receiver)
     values = np.random.default_rng(99).normal(10.0, 0.3, 30)
     assert _stream(server, token, values) == []
+    assert wait_for_outbox(server.url, delivered)["deliveries_sent"] == 0
     with server.client() as http:
         assert http.get("/api/alerts").json() == []
     assert smtp_server.messages == [] and webhook_receiver.received == []
@@ -85,6 +87,7 @@ def test_srd_metric_alerts_stakeholders_once_and_recovers(make_server, smtp_serv
             job = job_with({"validate_drp.PA1": v}, _day(i))
             job["specs"] = [spec]
             opened += http.post("/api/jobs", json=job).json()["alerts"]
+        wait_for_outbox(server.url, delivered)
         alert = http.get(f"/api/alerts/{opened[0]}").json()
     assert len(opened) == 1 and len(smtp_server.messages) == 1
     assert smtp_server.messages[0]["to"] == ["srd@example.org"]
@@ -105,13 +108,17 @@ def test_series_without_data_for_a_while_raises_no_data(make_server):
     assert len(alerts) == 1 and alerts[0]["metric"] == "surveyqa.b" and alerts[0]["checks"] == ["no_data"]
 
 
-def test_failed_delivery_is_recorded_not_raised(make_server):
-    server = make_server(smtp_host="127.0.0.1", smtp_port=1)
+def test_failed_delivery_is_recorded_retried_then_given_up(make_server):
+    server = make_server(smtp_host="127.0.0.1", smtp_port=1, delivery_attempts=3, delivery_backoff=0.2)
     token = server.token()
     with server.client(token) as http:
         http.post("/api/subscriptions", json={"metric": "*", "channel": "email", "target": "qa@example.org"})
         http.post("/api/jobs", json=job_with({"surveyqa.m": 1.0}, _day(0)))
         r = http.post("/api/jobs", json=job_with({"surveyqa.m": 3.0}, _day(1)))
         assert r.status_code == 201
+        counts = wait_for_outbox(server.url, lambda c: c["deliveries_failed"] == 1)
         alert = http.get(f"/api/alerts/{r.json()['alerts'][0]}").json()
-    assert alert["checks"] == ["relative_change"] and alert["deliveries"][0]["ok"] is False
+    assert counts["deliveries_sent"] == 0 and counts["deliveries_pending"] == 0
+    assert alert["checks"] == ["relative_change"]
+    [d] = alert["deliveries"]
+    assert d["ok"] is False and d["status"] == "failed" and d["attempts"] == 3 and d["error"]

@@ -165,6 +165,26 @@ def webhook_receiver():
     server.server_close()
 
 
+def wait_for_outbox(url: str, done, timeout: float = 60.0) -> dict:
+    """Poll ``GET /api/outbox`` of the server at ``url`` until ``done(counts)``; return the counts.
+
+    Delivery runs in the background: a test waits for it as a user would, by watching the outbox.
+    """
+    deadline = time.time() + timeout
+    while True:
+        counts = httpx.get(f"{url}/api/outbox", timeout=30).json()
+        if done(counts):
+            return counts
+        if time.time() > deadline:
+            raise AssertionError(f"outbox did not settle in {timeout} s: {counts}")
+        time.sleep(0.1)
+
+
+def delivered(counts: dict) -> bool:
+    """Nothing left to check or to send (sent or given up)."""
+    return counts["pending_checks"] == 0 and counts["deliveries_pending"] == 0 and counts["deliveries_sending"] == 0
+
+
 def job_with(values: dict[str, float], date: str, packages: dict[str, tuple[str, str]] | None = None, **meta) -> dict:
     """A small lsst.verify job: one measurement per metric, packages name -> (version, sha)."""
     packages = packages or {"pipe_tasks": ("1.0", "a" * 40)}

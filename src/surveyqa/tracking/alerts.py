@@ -22,7 +22,10 @@ from sqlalchemy.engine import Connection
 from surveyqa.tracking.config import TrackingConfig
 from surveyqa.tracking.db import subscription_t
 
-__all__ = ["recipients_for", "format_alert", "send_email", "send_webhook", "deliver"]
+__all__ = ["recipients_for", "format_alert", "send_email", "send_webhook", "Sender", "SEND_ERRORS"]
+
+#: What a failed send raises: recorded on the delivery and retried, never raised to a submitter.
+SEND_ERRORS = (OSError, RuntimeError, smtplib.SMTPException, httpx.HTTPError)
 
 log = logging.getLogger(__name__)
 
@@ -104,18 +107,48 @@ def send_webhook(config: TrackingConfig, url: str, subject: str, body: str, aler
     r.raise_for_status()
 
 
-def deliver(config: TrackingConfig, recipients: list[tuple[str, str]], alert: dict[str, Any]) -> list[dict[str, Any]]:
-    """Send ``alert`` to every recipient; a failed delivery is logged and reported, never raised."""
-    subject, body = format_alert(alert)
-    results = []
-    for channel, target in recipients:
+class Sender:
+    """Sends alerts one recipient at a time, keeping one SMTP connection open for a whole batch.
+
+    Why: a batch of thousands of alerts would otherwise open thousands of SMTP connections.
+    Use as a context manager; `send` raises one of `SEND_ERRORS` when a delivery fails (the
+    connection is then dropped and reopened for the next message).
+    """
+
+    def __init__(self, config: TrackingConfig):
+        self.config = config
+        self._smtp: smtplib.SMTP | None = None
+
+    def __enter__(self) -> Sender:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except SEND_ERRORS:
+                pass
+            self._smtp = None
+
+    def send(self, channel: str, target: str, alert: dict[str, Any]) -> None:
+        subject, body = format_alert(alert)
+        if channel != "email":
+            send_webhook(self.config, target, subject, body, alert)
+            return
+        if not self.config.smtp_host:
+            raise RuntimeError("no smtp_host configured")
+        msg = EmailMessage()
+        msg["From"] = self.config.smtp_sender
+        msg["To"] = target
+        msg["Subject"] = subject
+        msg.set_content(body)
         try:
-            if channel == "email":
-                send_email(config, target, subject, body)
-            else:
-                send_webhook(config, target, subject, body, alert)
-            results.append({"channel": channel, "target": target, "ok": True})
-        except (OSError, RuntimeError, smtplib.SMTPException, httpx.HTTPError) as exc:
-            log.warning("could not deliver alert %s to %s %s: %s", alert.get("id"), channel, target, exc)
-            results.append({"channel": channel, "target": target, "ok": False, "error": str(exc)[:300]})
-    return results
+            if self._smtp is None:
+                self._smtp = smtplib.SMTP(self.config.smtp_host, self.config.smtp_port, timeout=30)
+            self._smtp.send_message(msg)
+        except SEND_ERRORS:
+            self._close()
+            raise

@@ -137,12 +137,17 @@ def best_split(
     permutations: int = 999,
     rng: np.random.Generator | None = None,
     screen: float | None = None,
+    stop_above: float | None = None,
 ) -> ChangePoint | None:
     """The most likely single step in ``x`` and its permutation p-value; None if ``x`` is too short.
 
     The p-value is ``(1 + #{permutations whose best score >= observed}) / (1 + permutations)``.
     With ``screen``, a best score below it is not tested (p-value reported as 1): a cheap way to
-    skip the permutations for the quiet series that are the vast majority.
+    skip the permutations for the quiet series that are the vast majority. With ``stop_above``
+    (the significance level), permutations run in blocks and stop as soon as the p-value is sure
+    to exceed it; the p-value then reported is the lower bound reached, still above
+    ``stop_above``. The permutations drawn are the same either way (one per row, in order), so
+    a significant split gets exactly the p-value of the full test.
     """
     x = np.asarray(x, dtype=float)
     n, m = len(x), statistic.min_size
@@ -157,9 +162,16 @@ def best_split(
     k = m + j
     if screen is not None and observed < screen:
         return ChangePoint(k, float(observed), 1.0, float(x[:k].mean()), float(x[k:].mean()))
-    perm = rng.permuted(np.broadcast_to(x, (permutations, n)), axis=1)
-    maxima = statistic.scan(perm).max(axis=1)
-    pvalue = (1.0 + np.count_nonzero(maxima >= observed)) / (1.0 + permutations)
+    block = permutations if stop_above is None else 100
+    exceed, done = 0, 0
+    while done < permutations:
+        size = min(block, permutations - done)
+        perm = rng.permuted(np.broadcast_to(x, (size, n)), axis=1)
+        exceed += int(np.count_nonzero(statistic.scan(perm).max(axis=1) >= observed))
+        done += size
+        if stop_above is not None and (1.0 + exceed) / (1.0 + permutations) > stop_above:
+            break
+    pvalue = (1.0 + exceed) / (1.0 + permutations)
     return ChangePoint(k, float(observed), float(pvalue), float(x[:k].mean()), float(x[k:].mean()))
 
 
@@ -195,7 +207,7 @@ def detect(
     segments = [(0, len(x))]
     while segments:
         lo, hi = segments.pop()
-        cp = best_split(x[lo:hi], statistic, permutations, rng, screen)
+        cp = best_split(x[lo:hi], statistic, permutations, rng, screen, stop_above=alpha)
         if cp is None or cp.pvalue > alpha:
             continue
         found.append(ChangePoint(lo + cp.index, cp.statistic, cp.pvalue, cp.mean_before, cp.mean_after))

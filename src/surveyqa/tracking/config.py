@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 from surveyqa.errors import SurveyQAError
 from surveyqa.tracking.db import DEFAULT_DB_URL
 
-__all__ = ["TrackingConfig", "load_config", "dashboard_link"]
+__all__ = ["TrackingConfig", "load_config", "dashboard_link", "dashboard_linker"]
 
 
 class TrackingConfig(BaseModel):
@@ -56,6 +56,13 @@ class TrackingConfig(BaseModel):
     smtp_port: int = Field(25, description="SMTP port")
     smtp_sender: str = Field("surveyqa-tracking@localhost", description="From: address of alert e-mails")
     webhook_timeout: float = Field(10.0, gt=0, description="seconds to wait for a webhook receiver")
+    # delivery from the outbox, in the background
+    delivery_attempts: int = Field(8, ge=1, description="tries per alert and recipient before a delivery is marked failed")
+    delivery_backoff: float = Field(30.0, gt=0, description="seconds before the first retry of a failed delivery; doubled each try, at most an hour")
+    delivery_lease: float = Field(300.0, gt=0, description="seconds after which a delivery claimed by a vanished server is tried again")
+    delivery_interval: float = Field(5.0, gt=0, description="seconds between looks at the outbox when nothing wakes the deliverer")
+    # requests
+    max_body_bytes: int = Field(20_000_000, ge=1000, description="largest request body accepted (bytes); larger ones get 413")
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrackingConfig:
@@ -82,19 +89,30 @@ class _Blank(dict):
         return ""
 
 
+def dashboard_linker(config: TrackingConfig, metric: str, data_id: dict[str, Any]):
+    """The drill-down link maker of one series: ``(repo, collection, run_id) -> link or None``.
+
+    Why a maker: a whole-metric view has 10^5 points over a few hundred series; the parts that
+    depend only on the series (the metric and data ID, quoted) are built once, not per point.
+    """
+    if not config.dashboard_url:  # the service's own route opens a dashboard on each run's outputs
+        query = urllib.parse.urlencode({"metric": metric, **{k: v for k, v in data_id.items() if v is not None}})
+        prefix = f"{config.base_url.rstrip('/')}/runs/"
+        suffix = f"/dashboard?{query}"
+        return lambda repo, collection, run_id: f"{prefix}{run_id}{suffix}" if repo else None
+    fields = _Blank({k: urllib.parse.quote(str(v), safe="") for k, v in data_id.items()})
+    fields.update(dashboard=config.dashboard_url.rstrip("/"), metric=urllib.parse.quote(metric, safe=""))
+    formatter = string.Formatter()
+
+    def link(repo: str | None, collection: str | None, run_id: int) -> str | None:
+        if not repo:
+            return None
+        fields.update(repo=urllib.parse.quote(repo, safe=""), collection=urllib.parse.quote(collection or "", safe=""), run_id=str(run_id))
+        return formatter.vformat(config.link_template, (), fields)
+
+    return link
+
+
 def dashboard_link(config: TrackingConfig, metric: str, repo: str | None, collection: str | None, run_id: int, data_id: dict[str, Any]) -> str | None:
     """The drill-down link of one point, or None when the run did not say where its outputs live."""
-    if not repo:
-        return None
-    if not config.dashboard_url:  # the service's own route opens a dashboard on this run's outputs
-        query = urllib.parse.urlencode({"metric": metric, **{k: v for k, v in data_id.items() if v is not None}})
-        return f"{config.base_url.rstrip('/')}/runs/{run_id}/dashboard?{query}"
-    fields = _Blank({k: urllib.parse.quote(str(v), safe="") for k, v in data_id.items()})
-    fields.update(
-        dashboard=config.dashboard_url.rstrip("/"),
-        repo=urllib.parse.quote(repo, safe=""),
-        collection=urllib.parse.quote(collection or "", safe=""),
-        metric=urllib.parse.quote(metric, safe=""),
-        run_id=str(run_id),
-    )
-    return string.Formatter().vformat(config.link_template, (), fields)
+    return dashboard_linker(config, metric, data_id)(repo, collection, run_id)

@@ -32,6 +32,8 @@ __all__ = [
     "token_t",
     "subscription_t",
     "alert_t",
+    "pending_check_t",
+    "delivery_t",
     "create_db_engine",
     "migrate",
     "open_database",
@@ -163,6 +165,9 @@ value_t = sa.Table(
     sa.Index("ix_value_series_time", "series_id", "run_time"),
 )
 
+# migration 0002: the checks read the latest (run, value) of each series from this index alone
+sa.Index("ix_value_series_time_value", value_t.c.series_id, value_t.c.run_time, value_t.c.run_id, value_t.c.value)
+
 token_t = sa.Table(
     "token",
     metadata,
@@ -199,6 +204,34 @@ alert_t = sa.Table(
     sa.Column("deliveries", sa.JSON, nullable=True),
     sa.Column("created", sa.DateTime, nullable=False),
     sa.Column("closed", sa.DateTime, nullable=True),
+)
+
+# The outbox (migration 0002). A run's values and its `pending_check` row are written in one
+# transaction; the checks delete the row in the transaction that writes the alerts and their
+# `delivery` rows, so a crash at any point leaves either the pending check or all its alerts.
+pending_check_t = sa.Table(
+    "pending_check",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("run.id"), primary_key=True),
+    sa.Column("created", sa.DateTime, nullable=False),
+)
+
+delivery_t = sa.Table(
+    "delivery",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("alert_id", sa.Integer, sa.ForeignKey("alert.id"), nullable=False),
+    sa.Column("channel", sa.String(20), nullable=False),
+    sa.Column("target", sa.String(500), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # pending, sending, sent, failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt", sa.DateTime, nullable=False),
+    sa.Column("claimed_by", sa.String(32), nullable=True),
+    sa.Column("claimed_at", sa.DateTime, nullable=True),
+    sa.Column("sent_at", sa.DateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.UniqueConstraint("alert_id", "channel", "target", name="uq_delivery"),
+    sa.Index("ix_delivery_status_next", "status", "next_attempt"),
 )
 
 _MIGRATIONS = Path(__file__).with_name("migrations")

@@ -23,7 +23,7 @@ from surveyqa.metrics.specs import compare
 from surveyqa.tracking.changepoint import Energy, MeanShift, detect
 from surveyqa.tracking.config import TrackingConfig
 
-__all__ = ["Threshold", "Finding", "check_series", "passes", "direction"]
+__all__ = ["Threshold", "Finding", "check_series", "check_many", "passes", "direction"]
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,12 @@ def check_series(
     config: TrackingConfig,
     thresholds: list[Threshold] = (),
     higher_is_better: bool | None = None,
+    changepoint: bool = True,
 ) -> list[Finding]:
     """Check the newest value of a series (``values`` in time order, NaN = not computed).
+
+    ``changepoint=False`` skips the change-point test (`check_many` passes it for series whose
+    screen already shows no candidate step).
 
     Returns
     -------
@@ -105,7 +109,7 @@ def check_series(
                 Finding("relative_change", last, p, before, after, f"changed by {100 * (after - before) / abs(before):+.1f}% from the previous value")
             )
     window = finite[-config.window :]
-    if len(window) >= 2 * config.min_size:
+    if changepoint and len(window) >= 2 * config.min_size:
         stat = (Energy if config.statistic == "energy" else MeanShift)(min_size=config.min_size)
         screen = config.screen if config.statistic == "meanshift" else None
         steps = detect(values[window], stat, alpha=config.alpha, permutations=config.permutations, seed=len(finite), screen=screen)
@@ -125,3 +129,60 @@ def check_series(
                 )
             )
     return out
+
+
+def _screened_out(windows: list[np.ndarray], config: TrackingConfig) -> np.ndarray:
+    """True where the best mean-shift split of a window scores below ``config.screen``.
+
+    The same test `changepoint.best_split` makes first, for many windows of one length at once:
+    such a window cannot hold a confirmed step, so its permutation test is skipped.
+    """
+    out = np.zeros(len(windows), dtype=bool)
+    if config.statistic != "meanshift" or config.screen is None:
+        return out
+    by_len: dict[int, list[int]] = {}
+    for i, w in enumerate(windows):
+        if len(w) >= 2 * config.min_size:
+            by_len.setdefault(len(w), []).append(i)
+    stat = MeanShift(min_size=config.min_size)
+    for idx in by_len.values():
+        scores = stat.scan(np.stack([windows[i] for i in idx]))
+        observed = scores[np.arange(len(idx)), np.argmax(scores, axis=1)]
+        quiet = (~np.isfinite(observed) & (observed != np.inf)) | (observed < config.screen)
+        out[idx] = quiet
+    return out
+
+
+def check_many(
+    series: list[tuple[np.ndarray, list[Threshold], bool | None]],
+    config: TrackingConfig,
+) -> list[list[Finding]]:
+    """`check_series` of many series (values, thresholds, higher_is_better), with the same answers.
+
+    Why: a submission touches thousands of series; screening all their change-point windows in
+    one array operation leaves the permutation test to the few with a candidate step.
+    """
+    arrays = [np.asarray(v, dtype=float) for v, _, _ in series]
+    windows = [a[np.flatnonzero(np.isfinite(a))[-config.window :]] for a in arrays]
+    quiet = _screened_out(windows, config)
+    out = []
+    for a, (_, thresholds, hib), q in zip(arrays, series, quiet, strict=True):
+        if q and not thresholds and _calm(a, config):
+            out.append([])  # nothing can fire: skip the per-series checks (the common case)
+        else:
+            out.append(check_series(a, config, thresholds, hib, changepoint=not q))
+    return out
+
+
+def _calm(values: np.ndarray, config: TrackingConfig) -> bool:
+    """The newest two values are finite and within ``relative_change`` of each other.
+
+    Then neither ``missing`` nor ``relative_change`` can fire (and, without thresholds and with
+    the change-point screen quiet, nothing else): `check_series` would return no finding.
+    """
+    if len(values) < 2:
+        return False
+    before, after = float(values[-2]), float(values[-1])
+    if not (np.isfinite(before) and np.isfinite(after)) or before == 0:
+        return False
+    return abs(after - before) / abs(before) <= config.relative_change

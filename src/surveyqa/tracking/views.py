@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from surveyqa.tracking import queries
-from surveyqa.tracking.config import dashboard_link
+from surveyqa.tracking.config import dashboard_link, dashboard_linker
 from surveyqa.tracking.db import run_t
 
 __all__ = ["metric_view", "run_view", "index_view", "render_series_svg", "render_page"]
@@ -35,8 +35,9 @@ def metric_view(service: Any, name: str, dataset: str | None = None, data_id: di
         thresholds = service.thresholds(conn, name, metric["unit"], meta or {})
     for s in series:
         s["points"] = points[s["series_id"]]
+        link = dashboard_linker(service.config, name, s["data_id"])
         for p in s["points"]:
-            p["link"] = dashboard_link(service.config, name, p["repo"], p["collection"], p["run_id"], s["data_id"])
+            p["link"] = link(p["repo"], p["collection"], p["run_id"])
     return {
         "metric": metric,
         "specs": specs,

@@ -1,0 +1,93 @@
+"""Tracking at Rubin's rate: batched checks answer as the per-series checks do; oversized bodies are
+refused with 413 and store nothing; run ids beyond the database's integers are a 4xx, not a 500."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from tracking_fixtures import db_url, job_with, make_server  # noqa: F401
+
+from surveyqa.tracking.config import TrackingConfig
+from surveyqa.tracking.detect import Threshold, check_many, check_series
+
+
+def test_batched_checks_equal_the_per_series_checks():
+    rng = np.random.default_rng(5)
+    cfg = TrackingConfig()
+    series = []
+    for i in range(300):
+        x = rng.normal(10, 0.2, int(rng.integers(2, 60)))
+        if i % 3 == 0 and len(x) > 12:
+            x[-int(rng.integers(3, 8)) :] += rng.choice([0.5, -0.5, 4.0])  # steps, some large enough for relative_change
+        if i % 17 == 0:
+            x[-1] = np.nan
+        if i % 11 == 0:
+            x[rng.integers(0, len(x))] = np.nan
+        limits = [Threshold(f"t{i}", "<=", 10.3)] if i % 5 == 0 else []
+        series.append((x, limits, [None, True, False][i % 3]))
+    batched = check_many(series, cfg)
+    one_by_one = [check_series(x, cfg, limits, hib) for x, limits, hib in series]
+    assert batched == one_by_one
+    assert sum(any(f.check == "changepoint" for f in fs) for fs in batched) >= 10  # the batch did find steps
+
+
+def _counts(server) -> tuple[int, int]:
+    with server.service.engine.connect() as c:
+        return c.execute(sa.text("SELECT count(*) FROM run")).scalar(), c.execute(sa.text("SELECT count(*) FROM value")).scalar()
+
+
+def _big_job(n_bytes: int) -> bytes:
+    job = job_with({"surveyqa.big": 1.0}, "2026-04-01T00:00:00Z")
+    job["meta"]["padding"] = "x" * n_bytes
+    return json.dumps(job).encode()
+
+
+def _post(server, token, body, **kw) -> int:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    try:
+        return httpx.post(f"{server.url}/api/jobs", content=body, headers=headers, timeout=120, **kw).status_code
+    except httpx.HTTPError as exc:  # the server may close the connection after its 413, before the upload ends
+        pytest.fail(f"no answer to an oversized body: {exc!r}")
+
+
+def test_oversized_body_gets_413_and_stores_nothing(make_server):
+    server = make_server()
+    token = server.token()
+    assert _post(server, token, _big_job(50_000_000)) == 413  # 50 MB against the default 20 MB
+    assert _counts(server) == (0, 0)
+    r = httpx.post(f"{server.url}/api/jobs", content=b"{" * 30_000_000, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+    assert r.status_code == 413 and "max_body_bytes" in r.json()["hint"]
+
+    def chunks():  # no Content-Length: refused once it passes the limit
+        body = _big_job(25_000_000)
+        for i in range(0, len(body), 1 << 20):
+            yield body[i : i + (1 << 20)]
+
+    assert _post(server, token, chunks()) == 413
+    assert _counts(server) == (0, 0)
+    assert _post(server, token, _big_job(1000)) == 201 and _counts(server) == (1, 1)
+
+
+def test_body_limit_is_configurable(make_server):
+    server = make_server(max_body_bytes=100_000)
+    token = server.token()
+    assert _post(server, token, _big_job(200_000)) == 413
+    assert _post(server, token, _big_job(50_000)) == 201
+    assert _counts(server) == (1, 1)
+
+
+_HUGE = ["/runs/99999999999999999999", "/runs/99999999999999999999.json", "/api/runs/99999999999999999999",
+         "/api/runs/99999999999999999999/job", "/runs/99999999999999999999/dashboard?metric=m", "/api/alerts/99999999999999999999",
+         "/runs/0", "/runs/-1"]
+
+
+def test_huge_run_ids_are_4xx(make_server):
+    server = make_server()
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        codes = {path: http.get(path).status_code for path in _HUGE}
+        assert all(400 <= c < 500 for c in codes.values()), codes
+        assert http.get(f"/runs/{2**31 - 1}.json").status_code == 404
