@@ -83,8 +83,9 @@ class QuickLookPanel:
         buttons = []
         for row in ql.summary.itertuples(index=False):
             band = row.band if isinstance(row.band, str) else None
+            # no ``description``: a tooltip is a Bokeh model per button (115 on the demo), and the colour and
+            # label already say the status; the spec is on the metric's page
             button = pn.widgets.Button(label=summary_label(row), button_type=BUTTON_TYPE.get(row.status, "light"),
-                                       description=f"status: {row.status}; spec: {row.spec or 'none'}",
                                        css_classes=["sq-metric", f"sq-{row.status}"], width=420)
             button.on_click(lambda event, m=row.metric, b=band: open_metric(state, self.entries[m], b))
             buttons.append(button)
@@ -131,8 +132,7 @@ class QuickLookPanel:
                              "</h3>")]
         for culprit in ql.culprits[:MAX_CULPRITS]:
             button = pn.widgets.Button(label=culprit.place, button_type="danger", width=230,
-                                       css_classes=["sq-culprit-place"],
-                                       description=f"open {culprit.place}")
+                                       css_classes=["sq-culprit-place"])
             button.on_click(lambda event, q=model.culprit_query(culprit): self.state.go(**q))
             lines = "".join(f"<li>{html.escape(flag_text(f, culprit.data_id))}</li>" for f in culprit.flags)
             flags = (f"<div class='sq-culprit-flags' data-place='{html.escape(culprit.place, quote=True)}'>"
