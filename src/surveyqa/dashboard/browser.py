@@ -106,8 +106,12 @@ def launch(width: int = 1400, height: int = 1000) -> Iterator:
             browser.close()
 
 
-def wait_for_plot(page, name: str, tags: list[str] = (), timeout: float = 30_000) -> None:
-    """Wait until the plot ``name`` carrying all ``tags`` has rendered with data."""
+def wait_for_plot(page, name: str, tags: list[str] = (), timeout: float = 90_000) -> None:
+    """Wait until the plot ``name`` carrying all ``tags`` has rendered with data.
+
+    The default wait is long: on 2 cores busy with other work (load 8) the first click of a
+    session, queued behind the pages built ahead, was seen to take over 30 s (0.45 s when quiet).
+    """
     page.wait_for_function(_PLOT_READY, arg=[name, list(tags)], timeout=timeout, polling=50)
 
 
