@@ -309,8 +309,8 @@ class _Session:
         Each page is its own callback, so other callbacks of the server may run between them.
         (Measured: a click sent at once was still drawn after both pages, 1.7 s at 100 tracts.)
         """
-        if not places:
-            return
+        if not places or self.error.visible or self._kind() not in ("quicklook", "compare"):
+            return  # the user has moved on: the page clicked is built by `render`, the rest would only delay it
         place, rest = places[0], places[1:]
         kind = self._kind(place)
         if (kind, side) not in self.pages:
