@@ -48,21 +48,26 @@ ERROR = ("Execution of task '{task}' on quantum {{visit: {visit}}} failed. Excep
 
 def make_records(n: int, seed: int, start: int = 0, total: int = 10**7) -> list[LogRecord]:
     rng = random.Random(seed + start)
+    random_, randrange = rng.random, rng.randrange
     out = []
+    append = out.append
+    data_id: dict = {}
+    tasks = ("qaVisit", "qaDetectorReference", "qaTract")
+    tracebacks = "Traceback (most recent call last):\n  ...\nValueError: bad"
     for i in range(start, start + n):
         visit = 1000 + (i * 5000 // total)  # visits in time order, as a survey takes them
-        if i % 20 == 0 or i == start:  # a quantum (visit, detector) logs ~20 records, as a <label>_log holds them
+        if i % 20 == 0 or i == start or data_id["visit"] != visit:
+            # a quantum (visit, detector) logs ~20 records, as a <label>_log holds them, sharing its data ID
             det = (i // 20) % 104
-        task = ("qaVisit", "qaDetectorReference", "qaTract")[i % 3]
-        is_error = rng.random() < 0.001
+            data_id = {"instrument": "HSC", "visit": visit, "detector": det}
+        task = tasks[i % 3]
+        is_error = random_() < 0.001
         text = (ERROR if is_error else TEMPLATES[i % len(TEMPLATES)]).format(
-            task=task, visit=visit, det=det, n=rng.randrange(100000), m=rng.randrange(100000), x=rng.random() * 10)
-        out.append(LogRecord(run="drp/run1", task=task, data_id={"instrument": "HSC", "visit": visit, "detector": det},
-                             time=T0 + SPAN * i / total, levelno=40 if is_error else 20,
-                             logger="lsst.pipe.base" if is_error else f"lsst.{task}", message=text,
-                             host=f"node{i % 16:02d}", process=1000 + i % 64, process_name="MainProcess",
-                             thread="MainThread", exc_type="ValueError" if is_error else None,
-                             traceback="Traceback (most recent call last):\n  ...\nValueError: bad" if is_error else None))
+            task=task, visit=visit, det=det, n=randrange(100000), m=randrange(100000), x=random_() * 10)
+        append(LogRecord("drp/run1", task, data_id, T0 + SPAN * i / total, 40 if is_error else 20,
+                         "lsst.pipe.base" if is_error else f"lsst.{task}", text, f"node{i % 16:02d}", 1000 + i % 64,
+                         "MainProcess", "MainThread", "ValueError" if is_error else None,
+                         tracebacks if is_error else None))
     return out
 
 
