@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import logging
 import re
@@ -285,7 +286,7 @@ def write_source(conn, key: str, kind: str, location: str, records: list[LogReco
             n_records=len(records) + (0 if replace else existing.n_records)))
     runs: dict = {}
     if records:
-        first, last = _bulk_insert(conn, _record_rows(conn, source_id, records, runs))
+        first, last = _bulk_insert(conn, _record_rows(conn, source_id, records, runs), len(records))
         conn.execute(source_t.update().where(s.id == source_id).values(
             first_id=first if span[0] is None else min(first, span[0]),
             last_id=last if span[1] is None else max(last, span[1])))
@@ -294,8 +295,10 @@ def write_source(conn, key: str, kind: str, location: str, records: list[LogReco
     return len(records)
 
 
-def _record_rows(conn, source_id: int, records: list[LogRecord], runs: dict) -> list[tuple]:
+def _record_rows(conn, source_id: int, records: list[LogRecord], runs: dict) -> Iterator[tuple]:
     """The ``log_record`` rows of ``records``, in `RECORD_COLUMNS` order, their keys and origins interned.
+
+    The rows are made as they are consumed: on PostgreSQL while the server stores those before.
 
     A key is looked up by the identity of the record's data ID dict (the records of one
     ``_log`` dataset share one), then by its content, and made canonical once per distinct
@@ -327,8 +330,8 @@ def _record_rows(conn, source_id: int, records: list[LogRecord], runs: dict) -> 
     origin_ids = _intern(conn, "log_origin", ["ident", "host", "process", "process_name", "thread"],
                          {ident: (ident, *origin) for origin, ident in origins.items()})
     origins = {origin: origin_ids[ident] for origin, ident in origins.items()}
-    return [(source_id, places[r.run, r.task, id(r.data_id)], origins[r.host, r.process, r.process_name, r.thread],
-             r.time, r.levelno, r.logger, r.message, r.exc_type, r.traceback) for r in records]
+    return ((source_id, places[r.run, r.task, id(r.data_id)], origins[r.host, r.process, r.process_name, r.thread],
+             r.time, r.levelno, r.logger, r.message, r.exc_type, r.traceback) for r in records)
 
 
 def _intern(conn, table: str, columns: list[str], rows: dict[str, tuple]) -> dict[str, int]:
@@ -367,8 +370,8 @@ def _intern(conn, table: str, columns: list[str], rows: dict[str, tuple]) -> dic
     return found
 
 
-def _bulk_insert(conn, rows: list[tuple]) -> tuple[int, int]:
-    """Insert ``rows`` through the driver; the ids they lie between.
+def _bulk_insert(conn, rows: Iterator[tuple], n: int) -> tuple[int, int]:
+    """Insert the ``n`` ``rows`` through the driver; the ids they lie between.
 
     A load much larger than the table drops its indexes first and builds them after (in the same
     transaction: a kill leaves the table as it was).
@@ -379,7 +382,7 @@ def _bulk_insert(conn, rows: list[tuple]) -> tuple[int, int]:
     try:
         cursor.execute("SELECT coalesce(max(id), 0) FROM log_record")
         first = cursor.fetchone()[0]  # new ids are above every id handed out before
-        deferred = _drop_indexes(conn, cursor) if len(rows) >= DEFER_INDEXES_AT and len(rows) > first else {}
+        deferred = _drop_indexes(conn, cursor) if n >= DEFER_INDEXES_AT and n > first else {}
         if sqlite:
             cursor.executemany(f"INSERT INTO log_record ({', '.join(RECORD_COLUMNS)}) VALUES "
                                f"({', '.join('?' * len(RECORD_COLUMNS))})", rows)
@@ -444,16 +447,29 @@ def bulk_load(engine: Engine) -> Iterator[None]:
             cursor.close()
 
 
-def _copy(cursor, rows: list[tuple]) -> None:
-    """``COPY`` in CSV: the ``csv`` module writes it in C. Every string is quoted, so an empty
-    message stays empty; an empty exception type or traceback is read as none (``FORCE_NULL``)."""
-    buffer = io.StringIO()
-    csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(rows)
-    text = buffer.getvalue()
-    if "\x00" in text:  # PostgreSQL text cannot hold NUL
-        text = text.replace("\x00", "")
+def _copy(cursor, rows: Iterator[tuple]) -> None:
+    """``COPY`` in CSV, made as the driver reads it: the server stores one part while the next is written."""
     cursor.copy_expert(f"COPY log_record ({', '.join(RECORD_COLUMNS)}) FROM STDIN "
-                       "WITH (FORMAT csv, FORCE_NULL (exc_type, traceback))", io.StringIO(text), size=1 << 20)
+                       "WITH (FORMAT csv, FORCE_NULL (exc_type, traceback))", _CsvStream(rows), size=1 << 16)
+
+
+class _CsvStream:
+    """The rows as CSV, a few thousand per ``read``. The ``csv`` module writes it in C; every string
+    is quoted, so an empty message stays empty, and an empty exception type or traceback is read
+    as none (``FORCE_NULL``)."""
+
+    def __init__(self, rows: Iterator[tuple], per_read: int = 5000):
+        self._rows = rows
+        self._per_read = per_read
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+
+    def read(self, _size: int = -1) -> str:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerows(itertools.islice(self._rows, self._per_read))
+        text = self._buffer.getvalue()
+        return text.replace("\x00", "") if "\x00" in text else text  # PostgreSQL text cannot hold NUL
 
 
 def _delete_records(conn, source_id: int, first: int | None, last: int | None) -> None:

@@ -8,6 +8,7 @@ leaves nothing half-stored, and running it again goes on from there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -21,7 +22,7 @@ from surveyqa.errors import SurveyQAError
 
 from .classify import FailureClass, classify
 from .collect import BadSource, Source, read_file_source, repo_contents
-from .db import (collection_t, execution_t, key_t, known_sources, open_log_db, origin_t, record_t, run_id, run_t,
+from .db import (bulk_load, collection_t, execution_t, key_t, known_sources, open_log_db, origin_t, record_t, run_id, run_t,
                  write_source)
 from .query import LogQuery
 from .records import level_name
@@ -29,6 +30,9 @@ from .records import level_name
 __all__ = ["LogStore", "IngestReport", "default_db_url", "BAD_STATUSES"]
 
 log = logging.getLogger(__name__)
+
+#: An ingest of at least this many new sources, more than are stored, builds the record indexes after its rows.
+BULK_SOURCES = 200
 
 #: Execution statuses that mean it ended badly.
 BAD_STATUSES = ("failed", "blocked", "timeout")
@@ -92,11 +96,14 @@ class LogStore:
             else:
                 conn.execute(collection_t.insert().values(repo=repo, collection=collection, **row))
         done = 0
-        for source in contents.sources:
-            self._store(source, report)
-            done += 1
-            if progress:
-                progress(done, contents.n_new)
+        # many more sources than stored (a first ingest): indexes built once after, not row by row
+        bulk = contents.n_new >= BULK_SOURCES and contents.n_new > len(known)
+        with bulk_load(self.engine) if bulk else contextlib.nullcontext():
+            for source in contents.sources:
+                self._store(source, report)
+                done += 1
+                if progress:
+                    progress(done, contents.n_new)
         report.seconds = time.perf_counter() - t0
         return report
 
