@@ -3,10 +3,12 @@
 DMTN-085 §4.2 asks for five ways into the logs: one execution's messages, messages at a chosen
 level, one process / thread in time order, executions that ended badly (`failures`), and search by
 regular expression and time range. Each is a filter here, and they combine. A regular expression
-is checked by the database (PostgreSQL ``~``, SQLite ``REGEXP`` with Python's ``re``); on SQLite
-its literal parts of three or more characters are first looked up in the FTS5 trigram index, so
-that the expression is only tried on rows that contain them (unless a time range is given: the
-time index then narrows the rows, and a common literal would only add work).
+is checked by the database (PostgreSQL ``~``, SQLite ``REGEXP`` with Python's ``re``) after its
+literal parts of three or more characters are tested as substrings (``instr`` / ``strpos``, in C:
+most rows fail there, before the expression is tried); the whole words of those parts are first
+looked up in the word index (FTS5 on SQLite, a tsvector GIN on PostgreSQL; unless a time range is given: the time index then
+narrows the rows, and a common word would only add work). Conditions on the run, task and data ID
+are one look-up in ``log_key``, those on host, process and thread one in ``log_origin``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sqlalchemy as sa
 
 from surveyqa.errors import SurveyQAError
 
-from .db import key_t, origin_t, record_t, run_t
+from .db import PG_WORDS, key_t, origin_t, record_t, run_t
 from .records import DATA_ID_COLUMNS, level_number, to_epoch
 
 __all__ = ["LogQuery", "parse_where", "literal_parts", "fts_terms"]
@@ -95,12 +97,15 @@ def _grep_conditions(pattern: str, dialect: str, bounded: bool) -> list:
     c = record_t.c
     parts = literal_parts(pattern)
     out = []
-    terms = fts_terms(parts) if dialect == "sqlite" and not bounded else []
-    if terms:
-        # unbounded in time, the word index narrows best; bounded, the time index does and
-        # a common word would only add work
+    # unbounded in time, the word index narrows best; bounded, the time index does and a common
+    # word would only add work
+    terms = [] if bounded else fts_terms(parts)
+    if terms and dialect == "sqlite":
         out.append(c.id.in_(sa.text("SELECT rowid FROM log_record_fts WHERE log_record_fts MATCH :fts")
                             .bindparams(fts=" AND ".join(terms))))
+    elif terms:
+        words = " & ".join(t.strip('"*') + (":*" if t.endswith("*") else "") for t in terms)
+        out.append(sa.text(f"{PG_WORDS} @@ to_tsquery('simple'::regconfig, :words)").bindparams(words=words))
     out += [sa.func.instr(c.message, p) > 0 if dialect == "sqlite" else sa.func.strpos(c.message, p) > 0
             for p in parts]
     out.append(c.message.op("~" if dialect == "postgresql" else "REGEXP")(pattern))
