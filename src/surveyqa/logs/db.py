@@ -10,11 +10,12 @@ process, thread) are stored once in ``log_key`` / ``log_origin`` and referred to
 index kept up to date costs about as much as the row itself, so a first load builds them after
 the rows (`bulk_load`, and a single source larger than the table).
 
-Text search: a word index on both backends (SQLite FTS5 ``unicode61`` without positions,
-PostgreSQL a GIN over the ``tsvector`` of the message's runs of letters and digits): a quarter
-to a sixth of the work of trigrams per message, and enough to narrow. A regular expression is
-narrowed by the whole words of its literal parts, then by the parts as substrings, then checked
-(Python's ``re`` on SQLite, ``~`` on PostgreSQL).
+Text search: on SQLite an FTS5 word index (``unicode61``, no positions: a quarter of the work of
+trigrams per message, and enough to narrow; a regular expression is narrowed by the whole words
+of its literal parts, then by the parts as substrings, then checked with Python's ``re``); on
+PostgreSQL ``~`` with a pg_trgm GIN index when ``CREATE EXTENSION pg_trgm`` works, a plain scan
+when it does not. (A GIN over words costs PostgreSQL as much per message as the trigrams: about
+40 us, most of a first ingest there.)
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from surveyqa.errors import SurveyQAError
 from .records import DATA_ID_COLUMNS, Execution, LogRecord, canonical_data_id, data_id_text
 
 __all__ = ["metadata", "record_t", "key_t", "origin_t", "execution_t", "source_t", "run_t", "collection_t", "open_log_db",
-           "write_source", "bulk_load", "known_sources", "has_text_index", "RECORD_COLUMNS", "PG_WORDS"]
+           "write_source", "bulk_load", "known_sources", "has_text_index", "RECORD_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -223,23 +224,22 @@ def _text_index(engine: Engine) -> None:
                                  "message, content='log_record', content_rowid='id', tokenize='unicode61', "
                                  "detail=none, columnsize=0)")
             return
-    with engine.begin() as conn:
-        # the same words as SQLite's index (runs of letters and digits), in a GIN over tsvectors:
-        # a sixth of the entries of pg_trgm's trigrams, which capped ingest near 5,000 records/s
-        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS ix_log_record_message_words ON log_record "
-                             f"USING gin (({PG_WORDS}))")
-
-
-#: The words of a message as PostgreSQL indexes them; a query must give this same expression.
-PG_WORDS = "to_tsvector('simple'::regconfig, regexp_replace(message, '[^[:alnum:]]+', ' ', 'g'))"
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+            conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_log_record_message_trgm ON log_record "
+                                 "USING gin (message gin_trgm_ops)")
+    except sa.exc.DBAPIError as exc:  # no pg_trgm on this server, or no right to create it: plain scans
+        log.warning("no trigram index on the log messages (%s); regular expressions scan the rows",
+                    str(exc.orig).strip().splitlines()[0])
 
 
 def has_text_index(engine: Engine) -> bool:
-    """Whether messages have a word index (FTS5 on SQLite, a tsvector GIN on PostgreSQL)."""
+    """Whether messages have a text index (FTS5 on SQLite, pg_trgm on PostgreSQL)."""
     if engine.dialect.name == "sqlite":
         return True
     with engine.connect() as conn:
-        return conn.exec_driver_sql("SELECT 1 FROM pg_indexes WHERE indexname = 'ix_log_record_message_words'"
+        return conn.exec_driver_sql("SELECT 1 FROM pg_indexes WHERE indexname = 'ix_log_record_message_trgm'"
                                     ).first() is not None
 
 

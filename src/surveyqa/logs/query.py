@@ -5,9 +5,9 @@ level, one process / thread in time order, executions that ended badly (`failure
 regular expression and time range. Each is a filter here, and they combine. A regular expression
 is checked by the database (PostgreSQL ``~``, SQLite ``REGEXP`` with Python's ``re``) after its
 literal parts of three or more characters are tested as substrings (``instr`` / ``strpos``, in C:
-most rows fail there, before the expression is tried); the whole words of those parts are first
-looked up in the word index (FTS5 on SQLite, a tsvector GIN on PostgreSQL; unless a time range is given: the time index then
-narrows the rows, and a common word would only add work). Conditions on the run, task and data ID
+most rows fail there, before the expression is tried); on SQLite the whole words of those parts
+are first looked up in the FTS5 word index, on PostgreSQL ``~`` uses the pg_trgm index (unless a
+time range is given: the time index then narrows the rows, and a common word would only add work). Conditions on the run, task and data ID
 are one look-up in ``log_key``, those on host, process and thread one in ``log_origin``.
 """
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from surveyqa.errors import SurveyQAError
 
-from .db import PG_WORDS, key_t, origin_t, record_t, run_t
+from .db import key_t, origin_t, record_t, run_t
 from .records import DATA_ID_COLUMNS, level_number, to_epoch
 
 __all__ = ["LogQuery", "parse_where", "literal_parts", "fts_terms"]
@@ -97,18 +97,20 @@ def _grep_conditions(pattern: str, dialect: str, bounded: bool) -> list:
     c = record_t.c
     parts = literal_parts(pattern)
     out = []
-    # unbounded in time, the word index narrows best; bounded, the time index does and a common
+    # unbounded in time, the text index narrows best; bounded, the time index does and a common
     # word would only add work
-    terms = [] if bounded else fts_terms(parts)
-    if terms and dialect == "sqlite":
+    terms = [] if bounded or dialect != "sqlite" else fts_terms(parts)
+    if terms:
         out.append(c.id.in_(sa.text("SELECT rowid FROM log_record_fts WHERE log_record_fts MATCH :fts")
                             .bindparams(fts=" AND ".join(terms))))
-    elif terms:
-        words = " & ".join(t.strip('"*') + (":*" if t.endswith("*") else "") for t in terms)
-        out.append(sa.text(f"{PG_WORDS} @@ to_tsquery('simple'::regconfig, :words)").bindparams(words=words))
     out += [sa.func.instr(c.message, p) > 0 if dialect == "sqlite" else sa.func.strpos(c.message, p) > 0
             for p in parts]
-    out.append(c.message.op("~" if dialect == "postgresql" else "REGEXP")(pattern))
+    if dialect == "postgresql":
+        # bounded, an expression the trigram index does not cover: PostgreSQL would otherwise AND a
+        # bitmap of every row with a common trigram with the time range (1.2 s against 0.3 s at 10^6)
+        out.append((c.message.concat("") if bounded else c.message).op("~")(pattern))
+    else:
+        out.append(c.message.op("REGEXP")(pattern))
     return out
 
 
