@@ -531,32 +531,3 @@ def test_a_database_of_the_first_schema_is_refused_with_what_to_do(tmp_path):
     with pytest.raises(SurveyQAError, match="earlier surveyqa"):
         LogStore(f"sqlite:///{path}")
     assert sqlite3.connect(path).execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 1
-
-
-def test_a_long_time_range_read_by_id_ranges_gives_what_the_time_index_gives(log_url, monkeypatch):
-    from surveyqa.logs import store as store_module
-    from surveyqa.logs.db import open_log_db, write_source
-    from surveyqa.logs.records import LogRecord
-
-    engine = open_log_db(log_url)
-    for i in range(6):  # one source in reverse time order, one overlapping the others, the rest one after another
-        times = [100.0 * i + j / 10 for j in range(1000)][::(-1 if i == 2 else 1)]
-        if i == 5:
-            times = [50.0 + j / 2 for j in range(1000)]
-        records = [LogRecord("r", "t", {"visit": i}, t, 40 if j % 97 == 0 else 20, "l", f"step {i} {j} of {t}")
-                   for j, t in enumerate(times)]
-        with engine.begin() as conn:
-            write_source(conn, f"test:{i}", "test", "test", records, [])
-    engine.dispose()
-    store = LogStore(log_url)
-    queries = [LogQuery(since=120.0, until=390.0), LogQuery(since=120.0, until=390.0, grep=r"step \d 1\d+ of"),
-               LogQuery(since=450.0, level="ERROR"), LogQuery(until=75.5, where="visit = 5")]
-    by_time = [store.records(q) for q in queries]
-    assert all(by_time) and [len(r) for r in by_time] == [store.count(q) for q in queries]
-    monkeypatch.setattr(store_module, "ID_RANGES_FROM", 0)
-    monkeypatch.setattr(store_module, "ID_RANGES_WIDER", 100.0)
-    with store.engine.connect() as conn:
-        assert all(store_module.id_ranges(conn, q) for q in queries)
-    assert [store.records(q) for q in queries] == by_time
-    assert [store.count(q) for q in queries] == [len(r) for r in by_time]
-    store.close()

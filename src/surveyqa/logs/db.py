@@ -73,8 +73,6 @@ source_t = sa.Table(
     # source is deleted by a primary-key range, without an index on source_id to keep up
     sa.Column("first_id", sa.BigInteger, nullable=True),
     sa.Column("last_id", sa.BigInteger, nullable=True),
-    sa.Column("min_time", sa.Float, nullable=True),  # and the times they span: a long time range is read
-    sa.Column("max_time", sa.Float, nullable=True),  # by id ranges (see `store.id_ranges`)
     sa.Column("ingested", sa.Float, nullable=False),
 )
 
@@ -277,31 +275,27 @@ def write_source(conn, key: str, kind: str, location: str, records: list[LogReco
     Returns the number of records written.
     """
     s = source_t.c
-    existing = conn.execute(sa.select(s.id, s.n_records, s.first_id, s.last_id, s.min_time, s.max_time)
-                            .where(s.key == key)).first()
+    existing = conn.execute(sa.select(s.id, s.n_records, s.first_id, s.last_id).where(s.key == key)).first()
     if existing is None:
         source_id = conn.execute(source_t.insert().values(key=key, kind=kind, location=location, offset=offset,
                                                           digest=digest, n_records=len(records),
                                                           ingested=time.time())).inserted_primary_key[0]
-        span = (None, None, None, None)
+        span = (None, None)
     else:
         source_id = existing.id
-        span = (existing.first_id, existing.last_id, existing.min_time, existing.max_time)
+        span = (existing.first_id, existing.last_id)
         if replace:
-            _delete_records(conn, source_id, *span[:2])
-            span = (None, None, None, None)
+            _delete_records(conn, source_id, *span)
+            span = (None, None)
         conn.execute(source_t.update().where(s.id == source_id).values(
             offset=offset, digest=digest, ingested=time.time(),
             n_records=len(records) + (0 if replace else existing.n_records)))
     runs: dict = {}
     if records:
-        times = [r.time for r in records]
-        t0, t1 = min(times), max(times)
         first, last = _bulk_insert(conn, _record_rows(conn, source_id, records, runs), len(records))
         conn.execute(source_t.update().where(s.id == source_id).values(
             first_id=first if span[0] is None else min(first, span[0]),
-            last_id=last if span[1] is None else max(last, span[1]),
-            min_time=t0 if span[2] is None else min(t0, span[2]), max_time=t1 if span[3] is None else max(t1, span[3])))
+            last_id=last if span[1] is None else max(last, span[1])))
     for execution in executions:
         _upsert_execution(conn, run_id(conn, execution.run, cache=runs), execution)
     return len(records)
@@ -429,8 +423,8 @@ def _drop_indexes(conn, cursor) -> dict[str, str]:
 
 
 def _build_indexes(conn, cursor, creates) -> None:
-    """Build indexes over a full table with room to sort in memory (SQLite's 64 MiB cache made
-    it sort 10^7 entries through temporary files: 66 s for four indexes), on both cores."""
+    """Build indexes over a full table with room to sort in memory (with SQLite's 64 MiB cache a
+    sort of 10^7 entries goes through temporary files), on both cores."""
     creates = list(creates)
     if not creates:
         return

@@ -49,20 +49,7 @@ class LogQuery:
     limit: int | None = None
     data_id: dict = field(default_factory=dict)
 
-    def time_range(self) -> tuple[float | None, float | None]:
-        """``since`` and ``until`` in seconds since 1970 (None when not given)."""
-        out = []
-        for name, value in (("since", self.since), ("until", self.until)):
-            try:
-                out.append(None if value is None else to_epoch(value))
-            except ValueError as exc:
-                raise SurveyQAError(f"--{name} {value!r} is not a time",
-                                    "give ISO 8601, e.g. 2026-01-31T12:00:00 (UTC) or 2026-01-31") from exc
-        return out[0], out[1]
-
-    def conditions(self, dialect: str, id_ranges: list[tuple[int, int]] | None = None) -> list:
-        """The SQL conditions; ``id_ranges``, when given, are the record ids the time range lies in
-        (read in id order instead of through the time index, see `LogStore`)."""
+    def conditions(self, dialect: str) -> list:
         c, k, o = record_t.c, key_t.c, origin_t.c
         out = []
         keys = []  # conditions on where a record came from: one look-up in the (small) key table
@@ -85,16 +72,16 @@ class LogQuery:
             out.append(c.origin_id.in_(sa.select(o.id).where(*origins)))
         if self.level is not None:
             out.append(c.levelno >= level_number(self.level))
-        since, until = self.time_range()
-        bounded = since is not None or until is not None
-        # with id ranges, ``time + 0``: an expression the time index does not cover
-        time = c.time + 0 if id_ranges is not None else c.time
-        if since is not None:
-            out.append(time >= since)
-        if until is not None:
-            out.append(time <= until)
-        if id_ranges is not None:
-            out.append(sa.or_(*[c.id.between(a, b) for a, b in id_ranges]) if id_ranges else sa.false())
+        bounded = False
+        for name, value, op in (("since", self.since, "ge"), ("until", self.until, "le")):
+            if value is not None:
+                try:
+                    t = to_epoch(value)
+                except ValueError as exc:
+                    raise SurveyQAError(f"--{name} {value!r} is not a time",
+                                        "give ISO 8601, e.g. 2026-01-31T12:00:00 (UTC) or 2026-01-31") from exc
+                out.append(c.time >= t if op == "ge" else c.time <= t)
+                bounded = True
         if self.grep:
             try:
                 re.compile(self.grep)

@@ -22,8 +22,8 @@ from surveyqa.errors import SurveyQAError
 
 from .classify import FailureClass, classify
 from .collect import BadSource, Source, read_file_source, repo_contents
-from .db import (bulk_load, collection_t, execution_t, key_t, known_sources, open_log_db, origin_t, record_t, run_id,
-                 run_t, source_t, write_source)
+from .db import (bulk_load, collection_t, execution_t, key_t, known_sources, open_log_db, origin_t, record_t, run_id, run_t,
+                 write_source)
 from .query import LogQuery
 from .records import level_name
 
@@ -176,19 +176,18 @@ class LogStore:
                                o.host, o.process, o.process_name, o.thread, c.exc_type, c.traceback)
                      .select_from(record_t.join(key_t, k.id == c.key_id).join(origin_t, o.id == c.origin_id)
                                   .outerjoin(run_t, run_t.c.id == k.run_id))
-                     .order_by(c.time, c.id))
+                     .where(*query.conditions(self.engine.dialect.name)).order_by(c.time, c.id))
         if query.limit:
             statement = statement.limit(query.limit)
         with self.engine.connect() as conn:
-            statement = statement.where(*query.conditions(self.engine.dialect.name, id_ranges(conn, query)))
             rows = conn.execute(statement).mappings().all()
         return [_record_dict(r) for r in rows]
 
     def count(self, query: LogQuery | None = None) -> int:
         query = query or LogQuery()
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.count()).select_from(record_t).where(
-                *query.conditions(self.engine.dialect.name, id_ranges(conn, query)))).scalar()
+            return conn.execute(sa.select(sa.func.count()).select_from(record_t)
+                                .where(*query.conditions(self.engine.dialect.name))).scalar()
 
     def executions(self, runs: list[str] | None = None, bad_only: bool = True) -> list[dict]:
         """Executions (quantum attempts), those that ended badly by default: status, exit code, exception, traceback."""
@@ -216,46 +215,6 @@ class LogStore:
                              "data_id": _data_id_dict(e["data_id"]), "run": e["run"], "status": e["status"],
                              "time": e["end"] or e["start"] or e["seen"], "active": e["run_state"] == "in progress"})
         return classify(failures)
-
-
-#: A time range over fewer expected records than this goes through the time index, and one whose
-#: sources' ids spread over more than this many times the records expected in it.
-ID_RANGES_FROM = 50_000
-ID_RANGES_WIDER = 3.0
-
-
-def id_ranges(conn, query: LogQuery) -> list[tuple[int, int]] | None:
-    """The record ids a long time range lies in, from each source's first / last id and time; None
-    when the time index is better (no or a short range, or sources whose ids spread far wider).
-
-    Through the time index every record in the range costs a look-up in the table (10^6 of them
-    took 1.5 s on SQLite at 10^7); ids in a few ranges are read in order, a page at a time.
-    """
-    since, until = query.time_range()
-    if since is None and until is None:
-        return None
-    s = source_t.c
-    statement = sa.select(s.first_id, s.last_id, s.min_time, s.max_time, s.n_records).where(s.first_id.is_not(None))
-    if since is not None:
-        statement = statement.where(s.max_time >= since)
-    if until is not None:
-        statement = statement.where(s.min_time <= until)
-    expected, spans = 0.0, []
-    for first, last, t0, t1, n in conn.execute(statement):
-        lo, hi = max(t0, since if since is not None else t0), min(t1, until if until is not None else t1)
-        expected += n * ((hi - lo) / (t1 - t0) if t1 > t0 else 1.0)
-        spans.append((first, last))
-    spans.sort()
-    merged: list[list[int]] = []
-    for first, last in spans:  # sources written one after the other: one range
-        if merged and first <= merged[-1][1] + 10_000:
-            merged[-1][1] = max(merged[-1][1], last)
-        else:
-            merged.append([first, last])
-    width = sum(last - first + 1 for first, last in merged)
-    if expected < ID_RANGES_FROM or width > ID_RANGES_WIDER * expected:
-        return None
-    return [(first, last) for first, last in merged]
 
 
 def _data_id_dict(text: str) -> dict:
