@@ -107,7 +107,7 @@ def _grep_conditions(pattern: str, dialect: str, bounded: bool) -> list:
             for p in parts]
     if dialect == "postgresql":
         # bounded, an expression the trigram index does not cover: PostgreSQL would otherwise AND a
-        # bitmap of every row with a common trigram with the time range (1.2 s against 0.3 s at 10^6)
+        # bitmap of every row with a common trigram with the time range (1.19 s against 0.11 s at 10^6)
         out.append((c.message.concat("") if bounded else c.message).op("~")(pattern))
     else:
         out.append(c.message.op("REGEXP")(pattern))
