@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import signal
 import sqlite3
@@ -400,3 +401,133 @@ def test_the_failures_page_draws_the_class_where_the_corrupt_visit_is(corrupt_re
     [i] = [k for k, task in enumerate(drawn["task"]) if task == "qaVisit"]
     ra, dec = np.mean(drawn["xs"][i][:-1]) % 360.0, np.mean(drawn["ys"][i][:-1])
     assert visit.region.contains(UnitVector3d(LonLat.fromDegrees(ra, dec)))  # drawn where the visit is
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def log_url(request, tmp_path) -> str:
+    """An empty log database on each backend."""
+    return f"sqlite:///{tmp_path / 'logs.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
+#: Messages a word index or a substring test could get wrong: words inside longer words, words at
+#: the start of a literal, non-ASCII letters, and what COPY must escape (tab, newline, quotes, backslash).
+TRICKY = ["Matched 5 of 91234 stars", "UnMatched 5 of 91234 stars", "Matched 5 of 81234 stars",
+          "magic bytes not found in footer", "magic bytes not foundation", "magic_bytes not found", "café noir",
+          "cafébar", "x_found_y", "tab\there", 'a "quoted" word, a back\\slash', "two\nlines", "", "NUL-free",
+          "disk FULL on /scratch", "disk full on /scratch"]
+
+
+@pytest.mark.parametrize("pattern", [r"Matched \d+ of 9\d{4} stars", r"bytes not found", r"s not found", "found",
+                                     "café", "FULL", "x_found", '"quoted" w', r"back\\slash", "two\nlines", r"^$",
+                                     r"(?i)full on", "tab\th"])
+def test_the_word_index_narrows_and_the_expression_decides(log_url, pattern):
+    from surveyqa.logs.db import open_log_db, write_source
+    from surveyqa.logs.records import LogRecord
+
+    engine = open_log_db(log_url)
+    records = [LogRecord("r", "t", {"visit": i}, 1000.0 + i, 20, "l", m) for i, m in enumerate(TRICKY)]
+    with engine.begin() as conn:
+        write_source(conn, "test:tricky", "test", "test", records, [])
+    engine.dispose()
+    store = LogStore(log_url)
+    expected = [m for m in TRICKY if re.search(pattern, m)]
+    assert [r["message"] for r in store.records(LogQuery(grep=pattern))] == expected
+    assert [r["message"] for r in store.records(LogQuery(grep=pattern, since=1000.0, until=2000.0))] == expected
+    store.close()
+
+
+def test_a_replaced_file_keeps_only_its_new_records(log_url):
+    from surveyqa.logs.db import open_log_db, write_source
+    from surveyqa.logs.records import LogRecord
+
+    engine = open_log_db(log_url)
+    for key, messages in (("a", ["old one", "old two", "old three"]), ("b", ["kept one", "kept two"]),
+                          ("a", ["new one"])):
+        with engine.begin() as conn:
+            write_source(conn, f"file:{key}", "test", key, [LogRecord("r", "t", {}, 1.0, 20, "l", m) for m in messages],
+                         [], replace=True)
+    engine.dispose()
+    store = LogStore(log_url)
+    assert sorted(r["message"] for r in store.records()) == ["kept one", "kept two", "new one"]
+    assert [r["message"] for r in store.records(LogQuery(grep=" one"))] == ["kept one", "new one"]
+    if store.engine.dialect.name == "sqlite":  # the word index lost the old rows too (checked against the table)
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO log_record_fts (log_record_fts, rank) VALUES ('integrity-check', 1)")
+    store.close()
+
+
+def test_a_large_first_source_is_indexed_after_its_rows(log_url):
+    import sqlalchemy as sa
+
+    from surveyqa.logs.db import DEFER_INDEXES_AT, open_log_db, record_t, write_source
+    from surveyqa.logs.records import LogRecord
+
+    engine = open_log_db(log_url)
+    names = {index.name for index in record_t.indexes}
+    records = [LogRecord("r", "t", {"instrument": "HSC", "visit": i // 100}, float(i), 40 if i % 100 == 7 else 20,
+                         "l", f"message {i}") for i in range(DEFER_INDEXES_AT)]
+    for key, part in (("big", records), ("small", records[:10])):
+        with engine.begin() as conn:
+            write_source(conn, f"test:{key}", "test", "test", part, [])
+    assert names <= {i["name"] for i in sa.inspect(engine).get_indexes("log_record")}
+    engine.dispose()
+    store = LogStore(log_url)
+    assert store.count() == DEFER_INDEXES_AT + 10
+    assert [r["message"] for r in store.records(LogQuery(level="ERROR", where="visit = 3"))] == ["message 307"]
+    assert [r["message"] for r in store.records(LogQuery(grep=r"message 4999\d$"))] == \
+        [f"message {i}" for i in range(49990, 50000)]
+    store.close()
+
+
+_KILLED_BULK_LOAD = """
+import sys
+from surveyqa.logs.db import bulk_load, open_log_db, write_source
+from surveyqa.logs.records import LogRecord
+engine = open_log_db(sys.argv[1])
+with bulk_load(engine):
+    for i in range(10**6):
+        records = [LogRecord("r", "t", {"visit": i}, float(j), 20, "l", f"message {i} {j}") for j in range(500)]
+        with engine.begin() as conn:
+            write_source(conn, f"test:{i}", "test", "test", records, [])
+        print(i, flush=True)
+"""
+
+
+def test_a_kill_during_a_first_bulk_load_loses_nothing_committed_and_the_indexes_come_back(tmp_path):
+    import sqlalchemy as sa
+
+    from surveyqa.logs.db import record_t
+
+    url = f"sqlite:///{tmp_path / 'logs.db'}"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_BULK_LOAD, url], stdout=subprocess.PIPE, text=True)
+    committed = [int(proc.stdout.readline()) for _ in range(5)]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    connection = sqlite3.connect(tmp_path / "logs.db")
+    indexes = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                                      "AND tbl_name = 'log_record'")}
+    assert not indexes & {index.name for index in record_t.indexes}  # killed before they were built again
+    connection.close()
+    store = LogStore(url)  # opening builds them
+    built = {i["name"] for i in sa.inspect(store.engine).get_indexes("log_record")}
+    assert {index.name for index in record_t.indexes} <= built
+    with store.engine.connect() as conn:
+        sources, n_records = conn.exec_driver_sql("SELECT count(*), sum(n_records) FROM log_source").one()
+    assert sources >= len(committed) and store.count() == n_records == 500 * sources
+    assert [r["message"] for r in store.records(LogQuery(where="visit = 3", grep="message 3 49"))] == \
+        ["message 3 49"] + [f"message 3 49{j}" for j in range(10)]
+    store.close()
+
+
+def test_a_database_of_the_first_schema_is_refused_with_what_to_do(tmp_path):
+    from surveyqa.errors import SurveyQAError
+
+    path = tmp_path / "logs.db"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE log_record (id INTEGER PRIMARY KEY, source_id INTEGER, run_id INTEGER, "
+                       "task VARCHAR, data_id VARCHAR, message TEXT)")
+    connection.commit()
+    connection.close()
+    with pytest.raises(SurveyQAError, match="earlier surveyqa"):
+        LogStore(f"sqlite:///{path}")
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 1

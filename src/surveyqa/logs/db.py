@@ -5,19 +5,30 @@ dataset, one file or the new part of a growing one) is written in ONE transactio
 that marks it ingested: a kill -9 leaves either all of it or none, and ingesting again skips
 what is marked. Bulk rows go through the driver's fastest path (``executemany`` on SQLite,
 ``COPY`` on PostgreSQL): SQLAlchemy's per-row work would cap ingest far below 10^5 records/s.
+A record row is narrow: where it came from (run, task, data ID) and who wrote it (host,
+process, thread) are stored once in ``log_key`` / ``log_origin`` and referred to by id. Each
+index kept up to date costs about as much as the row itself, so a first load builds them after
+the rows (`bulk_load`, and a single source larger than the table).
 
-Text search: on SQLite an FTS5 table with the trigram tokenizer (any substring of 3+ characters;
-a regular expression is narrowed by its literal parts, then checked with Python's ``re``); on
+Text search: on SQLite an FTS5 word index (``unicode61``, no positions: a quarter of the work of
+trigrams per message, and enough to narrow; a regular expression is narrowed by the whole words
+of its literal parts, then by the parts as substrings, then checked with Python's ``re``); on
 PostgreSQL ``~`` with a pg_trgm GIN index when ``CREATE EXTENSION pg_trgm`` works, a plain scan
-when it does not.
+when it does not. (A GIN over words costs PostgreSQL as much per message as the trigrams: about
+40 us, most of a first ingest there.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import io
+import itertools
+import json
 import logging
 import re
 import time
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -26,8 +37,8 @@ from surveyqa.errors import SurveyQAError
 
 from .records import DATA_ID_COLUMNS, Execution, LogRecord, canonical_data_id, data_id_text
 
-__all__ = ["metadata", "record_t", "execution_t", "source_t", "run_t", "collection_t", "open_log_db",
-           "write_source", "known_sources", "has_text_index", "RECORD_COLUMNS"]
+__all__ = ["metadata", "record_t", "key_t", "origin_t", "execution_t", "source_t", "run_t", "collection_t", "open_log_db",
+           "write_source", "bulk_load", "known_sources", "has_text_index", "RECORD_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +69,10 @@ source_t = sa.Table(
     sa.Column("offset", sa.BigInteger, nullable=False, default=0),  # bytes of a file already stored
     sa.Column("digest", sa.String(64), nullable=True),
     sa.Column("n_records", sa.Integer, nullable=False, default=0),
+    # the ids its records lie between (with others' when ingests ran side by side): a replaced
+    # source is deleted by a primary-key range, without an index on source_id to keep up
+    sa.Column("first_id", sa.BigInteger, nullable=True),
+    sa.Column("last_id", sa.BigInteger, nullable=True),
     sa.Column("ingested", sa.Float, nullable=False),
 )
 
@@ -65,30 +80,52 @@ def _data_id_columns() -> list[sa.Column]:
     return [sa.Column(k, sa.Integer if k in ("tract", "patch", "visit", "exposure", "detector") else sa.String(100),
                       nullable=True) for k in DATA_ID_COLUMNS]
 
-record_t = sa.Table(
-    "log_record", metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-    sa.Column("source_id", sa.Integer, nullable=False),
+#: Where a record came from (run, task label, data ID), stored once and referred to by ``key_id``:
+#: a source's thousands of records share a handful, so the record rows stay narrow and the data ID
+#: columns are indexed on a table of thousands of rows instead of millions.
+key_t = sa.Table(
+    "log_key", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("ident", sa.String(1200), nullable=False, unique=True),  # JSON [run_id, task, data_id]
     sa.Column("run_id", sa.Integer, nullable=True),
     sa.Column("task", sa.String(200), nullable=True),
     sa.Column("data_id", sa.String(400), nullable=False),
     *_data_id_columns(),
-    sa.Column("time", sa.Float, nullable=False),  # seconds since 1970 UTC
-    sa.Column("levelno", sa.SmallInteger, nullable=False),
-    sa.Column("logger", sa.String(300), nullable=False),
-    sa.Column("message", sa.Text, nullable=False),
+    sa.Index("ix_log_key_run", "run_id", "task"),
+    sa.Index("ix_log_key_task", "task"),
+    sa.Index("ix_log_key_visit", "visit", "detector"),
+    sa.Index("ix_log_key_tract", "tract", "patch"),
+)
+
+#: Which host / process / thread wrote a record, stored once and referred to by ``origin_id``.
+origin_t = sa.Table(
+    "log_origin", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("ident", sa.String(1200), nullable=False, unique=True),  # JSON [host, process, process_name, thread]
     sa.Column("host", sa.String(200), nullable=True),
     sa.Column("process", sa.Integer, nullable=True),
     sa.Column("process_name", sa.String(200), nullable=True),
     sa.Column("thread", sa.String(200), nullable=True),
+    sa.Index("ix_log_origin_process", "process"),
+    sa.Index("ix_log_origin_host", "host"),
+)
+
+record_t = sa.Table(
+    "log_record", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("source_id", sa.Integer, nullable=False),
+    sa.Column("key_id", sa.Integer, nullable=False),
+    sa.Column("origin_id", sa.Integer, nullable=False),
+    sa.Column("time", sa.Float, nullable=False),  # seconds since 1970 UTC
+    sa.Column("levelno", sa.SmallInteger, nullable=False),
+    sa.Column("logger", sa.String(300), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
     sa.Column("exc_type", sa.String(300), nullable=True),
     sa.Column("traceback", sa.Text, nullable=True),
     sa.Index("ix_log_record_time", "time"),
-    sa.Index("ix_log_record_execution", "run_id", "task", "data_id"),
+    sa.Index("ix_log_record_key", "key_id", "levelno", "time"),
     sa.Index("ix_log_record_level_time", "levelno", "time"),
-    sa.Index("ix_log_record_visit", "visit", "levelno"),
-    sa.Index("ix_log_record_tract", "tract", "levelno"),
-    sa.Index("ix_log_record_process", "process", "time"),
+    sa.Index("ix_log_record_origin", "origin_id", "time"),
 )
 
 execution_t = sa.Table(
@@ -111,8 +148,9 @@ execution_t = sa.Table(
 )
 
 #: The record columns written in bulk, in order.
-RECORD_COLUMNS = ["source_id", "run_id", "task", "data_id", *DATA_ID_COLUMNS, "time", "levelno", "logger",
-                  "message", "host", "process", "process_name", "thread", "exc_type", "traceback"]
+RECORD_COLUMNS = ["source_id", "key_id", "origin_id", "time", "levelno", "logger", "message", "exc_type", "traceback"]
+#: A source of at least this many records, more than the table holds, is loaded before its indexes are built.
+DEFER_INDEXES_AT = 50_000
 
 
 def open_log_db(url: str) -> Engine:
@@ -137,7 +175,9 @@ def open_log_db(url: str) -> Engine:
                 dbapi_conn.create_function("regexp", 2, _regexp, deterministic=True)
         elif engine.dialect.name != "postgresql":
             raise SurveyQAError(f"log database {url!r}: only SQLite and PostgreSQL are supported")
+        _check_schema(engine, url)
         metadata.create_all(engine)
+        _ensure_indexes(engine)
         _text_index(engine)
     except sa.exc.ArgumentError as exc:
         raise SurveyQAError(f"cannot use database URL {url!r}: {exc}",
@@ -145,6 +185,22 @@ def open_log_db(url: str) -> Engine:
     except sa.exc.OperationalError as exc:
         raise SurveyQAError(f"cannot open log database {url!r}: {str(exc.orig).strip().splitlines()[0]}") from exc
     return engine
+
+
+def _ensure_indexes(engine: Engine) -> None:
+    """Build the record indexes an ingest killed during `bulk_load` left out."""
+    with engine.begin() as conn:
+        for index in record_t.indexes:
+            index.create(conn, checkfirst=True)
+
+
+def _check_schema(engine: Engine, url: str) -> None:
+    """Refuse a log database whose records still carry their data IDs in every row (the first schema)."""
+    inspector = sa.inspect(engine)
+    if inspector.has_table("log_record") and "key_id" not in {c["name"] for c in inspector.get_columns("log_record")}:
+        raise SurveyQAError(f"log database {url!r} was made by an earlier surveyqa (one data ID per record row)",
+                            "ingest into a new database (--db), or delete this one: the logs are read again from "
+                            "their sources")
 
 
 _PATTERNS: dict[str, re.Pattern] = {}
@@ -162,8 +218,11 @@ def _regexp(pattern: str, text: str | None) -> bool:
 def _text_index(engine: Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
+            # words, not trigrams: a quarter of the work per message (trigrams alone capped ingest near
+            # 50,000 records/s); no positions (detail=none): the index only narrows, the regex decides
             conn.exec_driver_sql("CREATE VIRTUAL TABLE IF NOT EXISTS log_record_fts USING fts5("
-                                 "message, content='log_record', content_rowid='id', tokenize='trigram')")
+                                 "message, content='log_record', content_rowid='id', tokenize='unicode61', "
+                                 "detail=none, columnsize=0)")
             return
     try:
         with engine.begin() as conn:
@@ -215,77 +274,235 @@ def write_source(conn, key: str, kind: str, location: str, records: list[LogReco
     file that changed); otherwise the records are added to it (the new part of a growing file).
     Returns the number of records written.
     """
-    existing = conn.execute(sa.select(source_t.c.id, source_t.c.n_records).where(source_t.c.key == key)).first()
+    s = source_t.c
+    existing = conn.execute(sa.select(s.id, s.n_records, s.first_id, s.last_id).where(s.key == key)).first()
     if existing is None:
         source_id = conn.execute(source_t.insert().values(key=key, kind=kind, location=location, offset=offset,
                                                           digest=digest, n_records=len(records),
                                                           ingested=time.time())).inserted_primary_key[0]
+        span = (None, None)
     else:
         source_id = existing.id
+        span = (existing.first_id, existing.last_id)
         if replace:
-            _delete_records(conn, source_id)
-        conn.execute(source_t.update().where(source_t.c.id == source_id).values(
+            _delete_records(conn, source_id, *span)
+            span = (None, None)
+        conn.execute(source_t.update().where(s.id == source_id).values(
             offset=offset, digest=digest, ingested=time.time(),
             n_records=len(records) + (0 if replace else existing.n_records)))
     runs: dict = {}
-    places: dict = {}
-    rows = [_record_row(source_id, run_id(conn, r.run, cache=runs), r, places) for r in records]
-    _bulk_insert(conn, rows)
+    if records:
+        first, last = _bulk_insert(conn, _record_rows(conn, source_id, records, runs), len(records))
+        conn.execute(source_t.update().where(s.id == source_id).values(
+            first_id=first if span[0] is None else min(first, span[0]),
+            last_id=last if span[1] is None else max(last, span[1])))
     for execution in executions:
         _upsert_execution(conn, run_id(conn, execution.run, cache=runs), execution)
-    return len(rows)
+    return len(records)
 
 
-def _record_row(source_id: int, run: int | None, r: LogRecord, places: dict) -> tuple:
-    """One row of ``log_record``; ``places`` caches the data ID columns (a source's records share few data IDs)."""
-    key = tuple(r.data_id.items())
-    place = places.get(key)
-    if place is None:
-        data_id = canonical_data_id(r.data_id)
-        place = places[key] = (data_id_text(data_id), *(data_id.get(k) for k in DATA_ID_COLUMNS))
-    return (source_id, run, r.task, *place, r.time, r.levelno, r.logger, r.message, r.host, r.process,
-            r.process_name, r.thread, r.exc_type, r.traceback)
+def _record_rows(conn, source_id: int, records: list[LogRecord], runs: dict) -> Iterator[tuple]:
+    """The ``log_record`` rows of ``records``, in `RECORD_COLUMNS` order, their keys and origins interned.
+
+    The rows are made as they are consumed: on PostgreSQL while the server stores those before.
+
+    A key is looked up by the identity of the record's data ID dict (the records of one
+    ``_log`` dataset share one), then by its content, and made canonical once per distinct
+    one: the per-record work is two dict look-ups and the row itself.
+    """
+    places = {(r.run, r.task, id(r.data_id)): r for r in records}  # the records (alive) keep each id() unique
+    key_rows: dict[str, tuple] = {}
+    seen: dict[tuple, str] = {}  # equal data IDs in distinct dicts (one per line of a JSON-lines file)
+    for place, r in places.items():
+        try:
+            content = (r.run, r.task, tuple(r.data_id.items()))
+            ident = seen.get(content)
+        except TypeError:  # a value that cannot be hashed
+            content, ident = None, None
+        if ident is None:
+            data_id = canonical_data_id(r.data_id)
+            text = " ".join(f"{k}={v}" for k, v in data_id.items())  # data_id_text of a canonical one
+            run = run_id(conn, r.run, cache=runs)
+            ident = json.dumps([run, r.task, text])
+            if ident not in key_rows:
+                key_rows[ident] = (ident, run, r.task, text, *(data_id.get(k) for k in DATA_ID_COLUMNS))
+            if content is not None:
+                seen[content] = ident
+        places[place] = ident
+    key_ids = _intern(conn, "log_key", ["ident", "run_id", "task", "data_id", *DATA_ID_COLUMNS], key_rows)
+    places = {place: key_ids[ident] for place, ident in places.items()}
+    origins = {origin: json.dumps(origin) for origin in {(r.host, r.process, r.process_name, r.thread)
+                                                         for r in records}}
+    origin_ids = _intern(conn, "log_origin", ["ident", "host", "process", "process_name", "thread"],
+                         {ident: (ident, *origin) for origin, ident in origins.items()})
+    origins = {origin: origin_ids[ident] for origin, ident in origins.items()}
+    return ((source_id, places[r.run, r.task, id(r.data_id)], origins[r.host, r.process, r.process_name, r.thread],
+             r.time, r.levelno, r.logger, r.message, r.exc_type, r.traceback) for r in records)
 
 
-def _bulk_insert(conn, rows: list[tuple]) -> None:
-    if not rows:
-        return
+def _intern(conn, table: str, columns: list[str], rows: dict[str, tuple]) -> dict[str, int]:
+    """``{ident: id}`` for ``rows`` (keyed by their ``ident``, their first column), those not yet in ``table`` added.
+
+    Through the driver (SQLAlchemy's per-row parameter work is most of the cost at thousands of
+    keys per source). ``ON CONFLICT DO NOTHING``, then the look-up: an ingest running beside
+    this one may have added the same ident.
+    """
+    cursor = conn.connection.dbapi_connection.cursor()
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    found: dict[str, int] = {}
+
+    def look(idents: list[str]) -> None:
+        for i in range(0, len(idents), 500):
+            batch = idents[i:i + 500]
+            cursor.execute(f"SELECT ident, id FROM {table} WHERE ident IN ({', '.join([mark] * len(batch))})", batch)
+            found.update(cursor.fetchall())
+
+    try:
+        if rows:
+            insert = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "
+                      "ON CONFLICT (ident) DO NOTHING")  # those already there: one failed probe each
+            if conn.dialect.name == "sqlite":
+                cursor.executemany(insert, list(rows.values()))
+            else:
+                from psycopg2.extras import execute_values
+
+                execute_values(cursor, insert.replace(f"({', '.join([mark] * len(columns))})", "%s"),
+                               list(rows.values()), page_size=1000)
+            look(list(rows))
+    finally:
+        cursor.close()
+    return found
+
+
+def _bulk_insert(conn, rows: Iterator[tuple], n: int) -> tuple[int, int]:
+    """Insert the ``n`` ``rows`` through the driver; the ids they lie between.
+
+    A load much larger than the table drops its indexes first and builds them after (in the same
+    transaction: a kill leaves the table as it was).
+    """
     dbapi = conn.connection.dbapi_connection
     cursor = dbapi.cursor()
+    sqlite = conn.dialect.name == "sqlite"
     try:
-        if conn.dialect.name == "sqlite":
-            first = cursor.execute("SELECT coalesce(max(id), 0) FROM log_record").fetchone()[0]
+        cursor.execute("SELECT coalesce(max(id), 0) FROM log_record")
+        first = cursor.fetchone()[0]  # new ids are above every id handed out before
+        deferred = _drop_indexes(conn, cursor) if n >= DEFER_INDEXES_AT and n > first else {}
+        if sqlite:
             cursor.executemany(f"INSERT INTO log_record ({', '.join(RECORD_COLUMNS)}) VALUES "
                                f"({', '.join('?' * len(RECORD_COLUMNS))})", rows)
             cursor.execute("INSERT INTO log_record_fts (rowid, message) SELECT id, message FROM log_record "
                            "WHERE id > ?", (first,))
         else:
-            buffer = io.StringIO()
-            for row in rows:
-                buffer.write("\t".join(_copy_value(v) for v in row))
-                buffer.write("\n")
-            buffer.seek(0)
-            cursor.copy_expert(f"COPY log_record ({', '.join(RECORD_COLUMNS)}) FROM STDIN", buffer)
+            _copy(cursor, rows)
+        cursor.execute("SELECT max(id) FROM log_record")
+        last = cursor.fetchone()[0]
+        _build_indexes(conn, cursor, deferred.values())
     finally:
         cursor.close()
+    return first + 1, last
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_value(value) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value).replace("\x00", "").translate(_COPY_ESCAPES)
-
-
-def _delete_records(conn, source_id: int) -> None:
+def _record_indexes(conn, cursor) -> dict[str, str]:
+    """``{name: CREATE statement}`` of the indexes ``log_record`` has now (its primary key aside)."""
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("INSERT INTO log_record_fts (log_record_fts, rowid, message) SELECT 'delete', id, message "
-                             "FROM log_record WHERE source_id = ?", (source_id,))
-    conn.execute(record_t.delete().where(record_t.c.source_id == source_id))
+        cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'log_record' "
+                       "AND sql IS NOT NULL")
+    else:
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'log_record' "
+                       "AND indexname <> 'log_record_pkey'")
+    return dict(cursor.fetchall())
+
+
+def _drop_indexes(conn, cursor) -> dict[str, str]:
+    """Drop the indexes of ``log_record`` (B-trees, and PostgreSQL's trigram one); the statements
+    that make them again."""
+    indexes = _record_indexes(conn, cursor)
+    for name in indexes:
+        cursor.execute(f"DROP INDEX {name}")
+    return indexes
+
+
+def _build_indexes(conn, cursor, creates) -> None:
+    """Build indexes over a full table with room to sort in memory (with SQLite's 64 MiB cache a
+    sort of 10^7 entries goes through temporary files), on both cores."""
+    creates = list(creates)
+    if not creates:
+        return
+    if conn.dialect.name == "postgresql":
+        cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        for create in creates:
+            cursor.execute(create)
+        return
+    cursor.execute("PRAGMA cache_size = -1048576")  # 1 GiB, for the sorts (pages are only taken as needed)
+    cursor.execute("PRAGMA threads = 2")
+    try:
+        for create in creates:
+            cursor.execute(create)
+    finally:
+        cursor.execute("PRAGMA threads = 0")
+        cursor.execute("PRAGMA cache_size = -65536")
+
+
+@contextlib.contextmanager
+def bulk_load(engine: Engine) -> Iterator[None]:
+    """A first (or much larger than stored) ingest of many sources: the record indexes dropped
+    before and built once after, instead of kept up to date row by row (several times the cost).
+
+    Each source is still its own transaction. Killed in between, nothing committed is lost and
+    the next `open_log_db` builds the missing indexes again; until then queries scan.
+    """
+    with engine.begin() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        creates = _drop_indexes(conn, cursor)
+        cursor.close()
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()
+            have = _record_indexes(conn, cursor)
+            _build_indexes(conn, cursor, [create for name, create in creates.items() if name not in have])
+            cursor.close()
+
+
+def _copy(cursor, rows: Iterator[tuple]) -> None:
+    """``COPY`` in CSV, made as the driver reads it: the server stores one part while the next is written."""
+    cursor.copy_expert(f"COPY log_record ({', '.join(RECORD_COLUMNS)}) FROM STDIN "
+                       "WITH (FORMAT csv, FORCE_NULL (exc_type, traceback))", _CsvStream(rows), size=1 << 16)
+
+
+class _CsvStream:
+    """The rows as CSV, a few thousand per ``read``. The ``csv`` module writes it in C; every string
+    is quoted, so an empty message stays empty, and an empty exception type or traceback is read
+    as none (``FORCE_NULL``)."""
+
+    def __init__(self, rows: Iterator[tuple], per_read: int = 5000):
+        self._rows = rows
+        self._per_read = per_read
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+
+    def read(self, _size: int = -1) -> str:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerows(itertools.islice(self._rows, self._per_read))
+        text = self._buffer.getvalue()
+        return text.replace("\x00", "") if "\x00" in text else text  # PostgreSQL text cannot hold NUL
+
+
+def _delete_records(conn, source_id: int, first: int | None, last: int | None) -> None:
+    if first is None:
+        return
+    where = "id BETWEEN ? AND ? AND source_id = ?" if conn.dialect.name == "sqlite" else \
+        "id BETWEEN %s AND %s AND source_id = %s"
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        if conn.dialect.name == "sqlite":
+            cursor.execute("INSERT INTO log_record_fts (log_record_fts, rowid, message) SELECT 'delete', id, message "
+                           f"FROM log_record WHERE {where}", (first, last, source_id))
+        cursor.execute(f"DELETE FROM log_record WHERE {where}", (first, last, source_id))
+    finally:
+        cursor.close()
 
 
 def _upsert_execution(conn, run: int | None, e: Execution) -> None:

@@ -3,10 +3,12 @@
 DMTN-085 §4.2 asks for five ways into the logs: one execution's messages, messages at a chosen
 level, one process / thread in time order, executions that ended badly (`failures`), and search by
 regular expression and time range. Each is a filter here, and they combine. A regular expression
-is checked by the database (PostgreSQL ``~``, SQLite ``REGEXP`` with Python's ``re``); on SQLite
-its literal parts of three or more characters are first looked up in the FTS5 trigram index, so
-that the expression is only tried on rows that contain them (unless a time range is given: the
-time index then narrows the rows, and a common literal would only add work).
+is checked by the database (PostgreSQL ``~``, SQLite ``REGEXP`` with Python's ``re``) after its
+literal parts of three or more characters are tested as substrings (``instr`` / ``strpos``, in C:
+most rows fail there, before the expression is tried); on SQLite the whole words of those parts
+are first looked up in the FTS5 word index, on PostgreSQL ``~`` uses the pg_trgm index (unless a
+time range is given: the time index then narrows the rows, and a common word would only add work). Conditions on the run, task and data ID
+are one look-up in ``log_key``, those on host, process and thread one in ``log_origin``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import sqlalchemy as sa
 
 from surveyqa.errors import SurveyQAError
 
-from .db import record_t, run_t
+from .db import key_t, origin_t, record_t, run_t
 from .records import DATA_ID_COLUMNS, level_number, to_epoch
 
-__all__ = ["LogQuery", "parse_where", "literal_parts"]
+__all__ = ["LogQuery", "parse_where", "literal_parts", "fts_terms"]
 
 _STRING_KEYS = {"instrument", "skymap", "band"}
 
@@ -48,16 +50,29 @@ class LogQuery:
     data_id: dict = field(default_factory=dict)
 
     def conditions(self, dialect: str) -> list:
-        c = record_t.c
+        c, k, o = record_t.c, key_t.c, origin_t.c
         out = []
+        keys = []  # conditions on where a record came from: one look-up in the (small) key table
         if self.runs is not None:
-            out.append(c.run_id.in_(sa.select(run_t.c.id).where(run_t.c.name.in_(self.runs))))
+            keys.append(k.run_id.in_(sa.select(run_t.c.id).where(run_t.c.name.in_(self.runs))))
+        if self.task:
+            keys.append(k.task == self.task)
+        for key, values in {**parse_where(self.where), **{k: [v] for k, v in self.data_id.items()}}.items():
+            keys.append(getattr(k, key).in_(values) if len(values) > 1 else getattr(k, key) == values[0])
+        if keys:
+            out.append(c.key_id.in_(sa.select(k.id).where(*keys)))
+        origins = []
+        if self.host:
+            origins.append(o.host == self.host)
+        if self.process is not None:
+            origins.append(o.process == int(self.process))
+        if self.thread:
+            origins.append(o.thread == self.thread)
+        if origins:
+            out.append(c.origin_id.in_(sa.select(o.id).where(*origins)))
         if self.level is not None:
             out.append(c.levelno >= level_number(self.level))
-        if self.task:
-            out.append(c.task == self.task)
-        for key, values in {**parse_where(self.where), **{k: [v] for k, v in self.data_id.items()}}.items():
-            out.append(getattr(c, key).in_(values) if len(values) > 1 else getattr(c, key) == values[0])
+        bounded = False
         for name, value, op in (("since", self.since, "ge"), ("until", self.until, "le")):
             if value is not None:
                 try:
@@ -66,28 +81,37 @@ class LogQuery:
                     raise SurveyQAError(f"--{name} {value!r} is not a time",
                                         "give ISO 8601, e.g. 2026-01-31T12:00:00 (UTC) or 2026-01-31") from exc
                 out.append(c.time >= t if op == "ge" else c.time <= t)
-        if self.host:
-            out.append(c.host == self.host)
-        if self.process is not None:
-            out.append(c.process == int(self.process))
-        if self.thread:
-            out.append(c.thread == self.thread)
+                bounded = True
         if self.grep:
             try:
                 re.compile(self.grep)
             except re.error as exc:
                 raise SurveyQAError(f"--grep {self.grep!r} is not a regular expression: {exc}") from exc
-            if dialect == "postgresql":
-                out.append(c.message.op("~")(self.grep))
-            else:
-                # bounded in time, the time index narrows best; unbounded, the trigram index does
-                parts = literal_parts(self.grep) if self.since is None and self.until is None else []
-                if parts:
-                    match = " AND ".join('"' + p.replace('"', '""') + '"' for p in parts)
-                    out.append(c.id.in_(sa.text("SELECT rowid FROM log_record_fts WHERE log_record_fts MATCH :fts")
-                                        .bindparams(fts=match)))
-                out.append(c.message.op("REGEXP")(self.grep))
+            out += _grep_conditions(self.grep, dialect, bounded)
         return out
+
+
+def _grep_conditions(pattern: str, dialect: str, bounded: bool) -> list:
+    """The regular expression as SQL, its literal parts first: a substring test in C rules out
+    most rows before the expression itself is tried (Python's ``re`` on SQLite, per row)."""
+    c = record_t.c
+    parts = literal_parts(pattern)
+    out = []
+    # unbounded in time, the text index narrows best; bounded, the time index does and a common
+    # word would only add work
+    terms = [] if bounded or dialect != "sqlite" else fts_terms(parts)
+    if terms:
+        out.append(c.id.in_(sa.text("SELECT rowid FROM log_record_fts WHERE log_record_fts MATCH :fts")
+                            .bindparams(fts=" AND ".join(terms))))
+    out += [sa.func.instr(c.message, p) > 0 if dialect == "sqlite" else sa.func.strpos(c.message, p) > 0
+            for p in parts]
+    if dialect == "postgresql":
+        # bounded, an expression the trigram index does not cover: PostgreSQL would otherwise AND a
+        # bitmap of every row with a common trigram with the time range (1.19 s against 0.11 s at 10^6)
+        out.append((c.message.concat("") if bounded else c.message).op("~")(pattern))
+    else:
+        out.append(c.message.op("REGEXP")(pattern))
+    return out
 
 
 _WHERE_ITEM = re.compile(r"^\s*(\w+)\s*(?:=\s*('[^']*'|\"[^\"]*\"|[-\w.]+)|\s+IN\s*\(([^)]*)\))\s*$", re.I)
@@ -125,6 +149,33 @@ def parse_where(where: str | None) -> dict[str, list]:
                     raise SurveyQAError(f"--where: {key} = {v!r} is not an integer") from None
         out[key] = values
     return out
+
+
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def fts_terms(parts: list[str]) -> list[str]:
+    """FTS5 terms every row containing all of ``parts`` has, for the ``unicode61`` word index.
+
+    A word of a literal is a whole indexed word only when the literal has a separator on both
+    of its sides; at the literal's end it may go on (a prefix term, ``"foun"*``); at its start
+    it may be the tail of a longer word, which a word index cannot look up, so it is left out.
+    Only ASCII words: elsewhere the tokenizer's idea of a letter is not Python's.
+    """
+    terms: list[str] = []
+    for part in parts:
+        for m in _WORD.finditer(part):
+            start, end = m.span()
+            if start == 0 or not _separator(part[start - 1]):
+                continue
+            term = f'"{m.group()}"' if end < len(part) else f'"{m.group()}"*'
+            if (end == len(part) or _separator(part[end])) and term not in terms:
+                terms.append(term)
+    return terms
+
+
+def _separator(ch: str) -> bool:
+    return ch.isascii() and not ch.isalnum()
 
 
 def literal_parts(pattern: str) -> list[str]:

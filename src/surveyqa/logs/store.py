@@ -8,6 +8,7 @@ leaves nothing half-stored, and running it again goes on from there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -21,13 +22,17 @@ from surveyqa.errors import SurveyQAError
 
 from .classify import FailureClass, classify
 from .collect import BadSource, Source, read_file_source, repo_contents
-from .db import collection_t, execution_t, known_sources, open_log_db, record_t, run_id, run_t, write_source
+from .db import (bulk_load, collection_t, execution_t, key_t, known_sources, open_log_db, origin_t, record_t, run_id, run_t,
+                 write_source)
 from .query import LogQuery
 from .records import level_name
 
 __all__ = ["LogStore", "IngestReport", "default_db_url", "BAD_STATUSES"]
 
 log = logging.getLogger(__name__)
+
+#: An ingest of at least this many new sources, more than are stored, builds the record indexes after its rows.
+BULK_SOURCES = 200
 
 #: Execution statuses that mean it ended badly.
 BAD_STATUSES = ("failed", "blocked", "timeout")
@@ -91,11 +96,14 @@ class LogStore:
             else:
                 conn.execute(collection_t.insert().values(repo=repo, collection=collection, **row))
         done = 0
-        for source in contents.sources:
-            self._store(source, report)
-            done += 1
-            if progress:
-                progress(done, contents.n_new)
+        # many more sources than stored (a first ingest): indexes built once after, not row by row
+        bulk = contents.n_new >= BULK_SOURCES and contents.n_new > len(known)
+        with bulk_load(self.engine) if bulk else contextlib.nullcontext():
+            for source in contents.sources:
+                self._store(source, report)
+                done += 1
+                if progress:
+                    progress(done, contents.n_new)
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -163,10 +171,11 @@ class LogStore:
     def records(self, query: LogQuery | None = None) -> list[dict]:
         """The records ``query`` selects, in time order (then in the order they were stored)."""
         query = query or LogQuery()
-        c = record_t.c
-        statement = (sa.select(run_t.c.name.label("run"), c.task, c.data_id, c.time, c.levelno, c.logger, c.message,
-                               c.host, c.process, c.process_name, c.thread, c.exc_type, c.traceback)
-                     .select_from(record_t.outerjoin(run_t, run_t.c.id == c.run_id))
+        c, k, o = record_t.c, key_t.c, origin_t.c
+        statement = (sa.select(run_t.c.name.label("run"), k.task, k.data_id, c.time, c.levelno, c.logger, c.message,
+                               o.host, o.process, o.process_name, o.thread, c.exc_type, c.traceback)
+                     .select_from(record_t.join(key_t, k.id == c.key_id).join(origin_t, o.id == c.origin_id)
+                                  .outerjoin(run_t, run_t.c.id == k.run_id))
                      .where(*query.conditions(self.engine.dialect.name)).order_by(c.time, c.id))
         if query.limit:
             statement = statement.limit(query.limit)
