@@ -35,6 +35,25 @@ def test_batched_checks_equal_the_per_series_checks():
     assert sum(any(f.check == "changepoint" for f in fs) for fs in batched) >= 10  # the batch did find steps
 
 
+
+@pytest.mark.parametrize("settings", [{"statistic": "energy"}, {"screen": None}, {"permutations": 99, "alpha": 0.02},
+                                      {"window": 12, "min_size": 2, "alpha": 0.01}])
+def test_batched_checks_equal_the_per_series_checks_in_other_settings(settings):
+    """The first permutation blocks scored together settle the same series the tests would."""
+    rng = np.random.default_rng(8)
+    cfg = TrackingConfig(**settings)
+    series = []
+    for i in range(200):
+        x = rng.normal(10, 0.2, int(rng.integers(2, 50)))
+        if i % 4 == 0 and len(x) > 12:
+            x[-int(rng.integers(3, 8)) :] += rng.choice([0.3, -0.4])
+        if i % 13 == 0:
+            x[rng.integers(0, len(x))] = np.nan
+        series.append((x, [], [None, True, False][i % 3]))
+    batched = check_many(series, cfg)
+    assert batched == [check_series(x, cfg, limits, hib) for x, limits, hib in series]
+    assert sum(any(f.check == "changepoint" for f in fs) for fs in batched) >= 5
+
 def _counts(server) -> tuple[int, int]:
     with server.service.engine.connect() as c:
         return c.execute(sa.text("SELECT count(*) FROM run")).scalar(), c.execute(sa.text("SELECT count(*) FROM value")).scalar()

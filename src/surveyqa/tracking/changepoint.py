@@ -30,7 +30,11 @@ __all__ = [
     "scan_reference",
     "mean_shift_pair",
     "energy_pair",
+    "FIRST_BLOCK",
 ]
+
+#: Permutations drawn before `best_split` first looks whether it may stop early.
+FIRST_BLOCK = 100
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,7 @@ def best_split(
     k = m + j
     if screen is not None and observed < screen:
         return ChangePoint(k, float(observed), 1.0, float(x[:k].mean()), float(x[k:].mean()))
-    block = permutations if stop_above is None else 100
+    block = permutations if stop_above is None else FIRST_BLOCK
     exceed, done = 0, 0
     while done < permutations:
         size = min(block, permutations - done)
