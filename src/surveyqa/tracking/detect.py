@@ -23,6 +23,9 @@ from surveyqa.metrics.specs import compare
 from surveyqa.tracking.changepoint import FIRST_BLOCK, Energy, MeanShift, detect
 from surveyqa.tracking.config import TrackingConfig
 
+#: Permutations after which `_no_step` first looks whether a window is settled.
+_EARLY = 10
+
 __all__ = ["Threshold", "Finding", "check_series", "check_many", "passes", "direction"]
 
 
@@ -131,57 +134,61 @@ def check_series(
     return out
 
 
-def _screened_out(windows: list[np.ndarray], config: TrackingConfig) -> np.ndarray:
-    """True where the best mean-shift split of a window scores below ``config.screen``.
-
-    The same test `changepoint.best_split` makes first, for many windows of one length at once:
-    such a window cannot hold a confirmed step, so its permutation test is skipped.
-    """
-    out = np.zeros(len(windows), dtype=bool)
-    if config.statistic != "meanshift" or config.screen is None:
-        return out
-    stat = MeanShift(min_size=config.min_size)
-    for idx in _by_length(windows, 2 * config.min_size).values():
+def _best_scores(windows: list[np.ndarray], stat, among: list[int]) -> np.ndarray:
+    """The best split score of each window of ``among`` (NaN elsewhere and for windows too short),
+    as `changepoint.best_split` finds it: windows of one length are scanned as one array."""
+    out = np.full(len(windows), np.nan)
+    for idx in _by_length(windows, 2 * stat.min_size, among).values():
         scores = stat.scan(np.stack([windows[i] for i in idx]))
-        observed = scores[np.arange(len(idx)), np.argmax(scores, axis=1)]
-        quiet = (~np.isfinite(observed) & (observed != np.inf)) | (observed < config.screen)
-        out[idx] = quiet
+        out[idx] = scores[np.arange(len(idx)), np.argmax(scores, axis=1)]
     return out
 
 
-def _by_length(windows: list[np.ndarray], shortest: int, among: list[int] | None = None) -> dict[int, list[int]]:
-    """Positions of the windows (of ``among``, default all) by length, leaving out those shorter than ``shortest``."""
+def _by_length(windows: list[np.ndarray], shortest: int, among: list[int]) -> dict[int, list[int]]:
+    """Positions of the windows of ``among`` by length, leaving out those shorter than ``shortest``."""
     by_len: dict[int, list[int]] = {}
-    for i in range(len(windows)) if among is None else among:
+    for i in among:
         if len(windows[i]) >= shortest:
             by_len.setdefault(len(windows[i]), []).append(i)
     return by_len
 
 
 def _no_step(windows: list[np.ndarray], seeds: list[int], among: list[int], config: TrackingConfig) -> np.ndarray:
-    """True where the first block of the change-point test already puts the p-value above ``alpha``.
+    """True where the change-point test of a window (of ``among``) cannot confirm a step.
 
     `changepoint.detect` tests the whole window first and stops there when that split is not
-    significant; `changepoint.best_split` draws its permutations in blocks (the first of 100)
-    and gives up after a block whose exceedances make a p-value below ``alpha`` impossible.
-    Those first blocks are drawn here from each window's own seeded generator, exactly as the
-    test would draw them, and scored for all windows of one length in one array operation: noisy
-    windows that passed the screen (most of those tested) are settled without their own test.
+    significant (or not tested: no finite score, or one below the mean-shift ``screen``);
+    `changepoint.best_split` draws its permutations in blocks and gives up as soon as the
+    exceedances so far make a p-value at most ``alpha`` impossible. The same permutations are
+    drawn here, from each window's own seeded generator in the same order, for all windows of one
+    length together and with an early look after the first ``_EARLY``: most windows that pass
+    the screen are noise, settled by a few permutations scored in one array operation. The
+    exceedance count only grows, so settling sooner than the test gives the test's answer; a
+    row's scores do not depend on the rows scanned with it (`changepoint.SplitStatistic`).
     """
     out = np.zeros(len(windows), dtype=bool)
     stat = (Energy if config.statistic == "energy" else MeanShift)(min_size=config.min_size)
-    size = min(FIRST_BLOCK, config.permutations)
+    observed = _best_scores(windows, stat, among)
+    untested = ~np.isfinite(observed) & (observed != np.inf)
+    if config.statistic == "meanshift" and config.screen is not None:
+        untested |= observed < config.screen
+    total = config.permutations
     for n, idx in _by_length(windows, 2 * stat.min_size, among).items():
-        rows = np.stack([windows[i] for i in idx])
-        scores = stat.scan(rows)
-        observed = scores[np.arange(len(idx)), np.argmax(scores, axis=1)]
-        perms = np.concatenate(
-            [np.random.default_rng(seeds[i]).permuted(np.broadcast_to(windows[i], (size, n)), axis=1) for i in idx]
-        )
-        best = stat.scan(perms).max(axis=1).reshape(len(idx), size)
-        exceed = np.count_nonzero(best >= observed[:, None], axis=1)
-        undefined = ~np.isfinite(observed) & (observed != np.inf)  # best_split returns no split at all
-        out[idx] = undefined | ((1.0 + exceed) / (1.0 + config.permutations) > config.alpha)
+        out[idx] = untested[idx]
+        live = [(i, np.random.default_rng(seeds[i])) for i in idx if not untested[i]]
+        exceed = np.zeros(len(live), dtype=np.int64)
+        done = 0
+        while live and done < total:
+            block_end = min(done - done % FIRST_BLOCK + FIRST_BLOCK, total)  # the end of best_split's block
+            size = (min(_EARLY, block_end) if done < _EARLY else block_end) - done
+            perms = np.concatenate([rng.permuted(np.broadcast_to(windows[i], (size, n)), axis=1) for i, rng in live])
+            best = stat.scan(perms).max(axis=1).reshape(len(live), size)
+            exceed += np.count_nonzero(best >= observed[[i for i, _ in live]][:, None], axis=1)
+            done += size
+            settled = (1.0 + exceed) / (1.0 + total) > config.alpha
+            out[[i for (i, _), s in zip(live, settled, strict=True) if s]] = True
+            live = [x for x, s in zip(live, settled, strict=True) if not s]
+            exceed = exceed[~settled]
     return out
 
 
@@ -191,14 +198,12 @@ def check_many(
 ) -> list[list[Finding]]:
     """`check_series` of many series (values, thresholds, higher_is_better), with the same answers.
 
-    Why: a submission touches thousands of series. Screening all their change-point windows in
-    one array operation, then scoring the first permutation block of those that pass, also in
-    one, leaves the per-series checks to the few series that may have a finding.
+    Why: a submission touches thousands of series. Scoring all their change-point windows in one
+    array operation, then the first permutations of those that pass the screen, also in one,
+    leaves the per-series checks to the few series that may have a finding.
     """
     arrays, windows, seeds, calm = _prepare(series, config)
-    quiet = _screened_out(windows, config)
-    tested = [i for i in range(len(arrays)) if not quiet[i] and len(arrays[i]) >= 2]
-    settled = quiet | _no_step(windows, seeds, tested, config)
+    settled = _no_step(windows, seeds, [i for i in range(len(arrays)) if len(arrays[i]) >= 2], config)
     out = []
     for a, (_, thresholds, hib), s, c in zip(arrays, series, settled, calm, strict=True):
         if s and c and not thresholds:
