@@ -217,23 +217,30 @@ class AlertPolicy:
     def _check_stale(self, run: Any, fresh: set[int]) -> list[int]:
         """Series of the run's dataset that got no value for ``stale_after_days`` while runs went on.
 
-        Looks at series that had values between two and one ``stale_after_days`` before this run
-        and none since: older silences were found by earlier runs.
+        Looks at series whose latest value up to this run is between two and one
+        ``stale_after_days`` old: older silences were found by earlier runs. The latest value of
+        each series of the dataset not in this run is one index probe (``ix_value_series_time``);
+        scanning the values of the dataset's runs over those two periods instead cost more than
+        the rest of the checks on PostgreSQL.
         """
         conn = self.conn
         stale = dt.timedelta(days=self.config.stale_after_days)
         cutoff = run.time - stale
-
-        def series_between(lo: dt.datetime, hi: dt.datetime) -> sa.Select:
-            runs = sa.select(run_t.c.id).where(run_t.c.dataset == run.dataset, run_t.c.time >= lo, run_t.c.time <= hi)
-            return sa.select(value_t.c.series_id).where(value_t.c.run_id.in_(runs)).distinct()
-
-        last = sa.func.max(value_t.c.run_time)
+        latest = (
+            sa.select(sa.func.max(value_t.c.run_time))
+            .where(value_t.c.series_id == series_t.c.id, value_t.c.run_time <= run.time)
+            .scalar_subquery()
+        )
+        quiet = (
+            sa.select(series_t.c.id, latest.label("latest"))
+            .where(series_t.c.dataset == run.dataset, series_t.c.id.not_in(sa.select(value_t.c.series_id).where(value_t.c.run_id == run.id)))
+            .subquery()
+        )
+        last = sa.select(sa.func.max(value_t.c.run_time)).where(value_t.c.series_id == quiet.c.id).scalar_subquery()
         q = (
-            sa.select(value_t.c.series_id.label("id"), last.label("last"))
-            .where(value_t.c.series_id.in_(series_between(cutoff - stale, cutoff - dt.timedelta(microseconds=1))))
-            .where(value_t.c.series_id.not_in(series_between(cutoff, run.time)))
-            .group_by(value_t.c.series_id)
+            sa.select(quiet.c.id, last.label("last"))
+            .where(quiet.c.latest >= cutoff - stale, quiet.c.latest < cutoff)
+            .order_by(quiet.c.id)
         )
         opened = []
         for r in conn.execute(q).all():
