@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
 import json
 import logging
 import threading
@@ -178,14 +179,7 @@ class TrackingStore:
                         "note": v.note,
                     }
                 )
-            # rows without blob references leave the JSON column out (SQL NULL): encoding a JSON null
-            # per row was a third of the insert time on PostgreSQL
-            plain = [r for r in values if r["blob_refs"] is None]
-            for r in plain:
-                del r["blob_refs"]
-            for group in (plain, [r for r in values if "blob_refs" in r]):
-                for i in range(0, len(group), 5000):
-                    conn.execute(value_t.insert(), group[i : i + 5000])
+            _insert_values(conn, values)
             enqueue_check(conn, run_id)  # with the values, or not at all: no run is ever left unchecked
         log.info("stored run %s (%s, %d values)", run_id, run.dataset, len(values))
         return StoredRun(run_id, True, len(values), sorted(seen))
@@ -302,6 +296,53 @@ class TrackingStore:
             found = lookup()
         return found
 
+
+_VALUE_COLUMNS = ("run_id", "series_id", "run_time", "value", "n", "identifier", "blob_refs", "level", "selection", "aggregation", "note")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _insert_values(conn: Connection, values: list[dict]) -> None:
+    """Insert a run's value rows, in the caller's transaction.
+
+    On PostgreSQL with psycopg2 this is one ``COPY``: the multi-row INSERT of 1,000 values that
+    SQLAlchemy's executemany sends was half of a submission's storage time. Elsewhere, rows
+    without blob references leave the JSON column out (SQL NULL): encoding a JSON null per row
+    was a third of the insert time.
+    """
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2":
+        _copy_values(conn, values)
+        return
+    plain = [r for r in values if r["blob_refs"] is None]
+    for r in plain:
+        del r["blob_refs"]
+    for group in (plain, [r for r in values if "blob_refs" in r]):
+        for i in range(0, len(group), 5000):
+            conn.execute(value_t.insert(), group[i : i + 5000])
+
+
+def _copy_values(conn: Connection, values: list[dict]) -> None:
+    import psycopg2
+
+    def field(v: Any) -> str:
+        if v is None:
+            return "\\N"
+        if isinstance(v, float):
+            return repr(v)  # shortest exact form; nan and inf are read as NaN and Infinity
+        if isinstance(v, dt.datetime):
+            return v.isoformat(sep=" ")
+        if isinstance(v, list | dict):
+            v = json.dumps(v)
+        return str(v).translate(_COPY_ESCAPES)
+
+    text = "".join("\t".join(field(r[c]) for c in _VALUE_COLUMNS) + "\n" for r in values)
+    statement = f"COPY value ({', '.join(_VALUE_COLUMNS)}) FROM STDIN"
+    cursor = conn.connection.cursor()
+    try:
+        cursor.copy_expert(statement, io.StringIO(text))
+    except psycopg2.Error as exc:  # as SQLAlchemy would raise it: the submission's retries and error answers rely on it
+        raise sa.exc.DBAPIError.instance(statement, None, exc, psycopg2.Error) from exc
+    finally:
+        cursor.close()
 
 def _key(data_id: dict[str, str]) -> str:
     return json.dumps(data_id, sort_keys=True, separators=(",", ":"))
