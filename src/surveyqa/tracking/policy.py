@@ -40,14 +40,15 @@ log = logging.getLogger(__name__)
 _CHUNK = 500
 
 
-def thresholds_for(conn: Connection, metric: str, unit: str, meta: dict[str, Any]) -> list[Threshold]:
+def thresholds_for(conn: Connection, metric: str, unit: str, meta: dict[str, Any], specs: list[dict[str, Any]] | None = None) -> list[Threshold]:
     """The specs of ``metric`` that apply to a run with ``meta``, converted to ``unit``.
 
     Applicability and conversion are the spec engine's (`surveyqa.metrics.specs`), as in the QA.
+    ``specs``: the metric's stored specs when the caller has them (`queries.specs_of`).
     """
     out = []
     target = parse_unit(unit)
-    for s in queries.applicable_specs(queries.specs_for(conn, metric), meta or {}):
+    for s in queries.applicable_specs(queries.specs_for(conn, metric) if specs is None else specs, meta or {}):
         try:
             spec = Specification.from_dict(s)
             value = spec.threshold_in(target)
@@ -96,9 +97,9 @@ class AlertPolicy:
         for i in range(0, len(series_ids), _CHUNK):
             chunk = series_ids[i : i + _CHUNK]
             infos, rows, open_alerts, earlier = self._load(chunk, run, since)
-            for info in infos.values():
-                if info.name not in thresholds:
-                    thresholds[info.name] = thresholds_for(conn, info.name, info.unit, run.meta or {})
+            units = {info.name: info.unit for info in infos.values() if info.name not in thresholds}
+            for name, specs in (queries.specs_of(conn, list(units)) if units else {}).items():
+                thresholds[name] = thresholds_for(conn, name, units[name], run.meta or {}, specs)
             heads = [sid for sid in chunk if rows[sid] and rows[sid][-1][0] == run.id]  # late runs: nothing new at the head
             values = {sid: np.array([np.nan if r[1] is None else r[1] for r in rows[sid]], dtype=float) for sid in heads}
             findings = check_many([(values[sid], thresholds[infos[sid].name], infos[sid].higher_is_better) for sid in heads], self.config)
