@@ -155,6 +155,12 @@ def test_compare_pages_in_the_browser(server, truth):
         tags = [t for t in browser.plot_tags(page, "compare_sky") if f"visit:{visit}" in t][0]
         assert f"regressed:{bad}" in tags, tags
         page.screenshot(path=SHOTS / "compare_visit.png", full_page=True)
+        # the comparison's place is in the address: a reload (or the link, shared) reopens it
+        address = page.url
+        page.reload(wait_until="domcontentloaded")
+        browser.wait_for_plot(page, "compare_sky", ["compare", "level:visit", f"visit:{visit}"])
+        assert page.url == address
+        assert f"regressed:{bad}" in [t for t in browser.plot_tags(page, "compare_sky") if f"visit:{visit}" in t][0]
         # the same place in run B's own drill-down
         browser.shown(page, ".sq-open-b button").click()
         browser.wait_for_plot(page, "series", ["level:visit", f"visit:{visit}"])

@@ -10,6 +10,6 @@ data query that regenerate a value and the ``pipetask run`` command that runs th
 """
 
 from surveyqa.provenance.api import provenance_changes, value_provenance
-from surveyqa.provenance.runs import run_changes, run_record
+from surveyqa.provenance.runs import changes_summary, run_changes, run_record
 
-__all__ = ["value_provenance", "provenance_changes", "run_record", "run_changes"]
+__all__ = ["value_provenance", "provenance_changes", "run_record", "run_changes", "changes_summary"]

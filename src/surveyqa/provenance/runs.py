@@ -16,7 +16,7 @@ from surveyqa.provenance.configs import flatten_config
 from surveyqa.provenance.locate import VALUE_DATASETS, data_id_text
 from surveyqa.provenance.walk import ProvenanceWalker
 
-__all__ = ["run_record", "run_changes"]
+__all__ = ["run_record", "run_changes", "changes_summary"]
 
 
 def _key(ref) -> str:
@@ -80,3 +80,27 @@ def run_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             "tasks_in_one_only": {"old": sorted(set(old["configs"]) - both), "new": sorted(set(new["configs"]) - both)},
             "inputs": {"changed": {k: {"old": i[k], "new": j[k]} for k in sorted(set(i) & set(j)) if i[k] != j[k]},
                        "added": sorted(set(j) - set(i)), "removed": sorted(set(i) - set(j))}}
+
+
+def _by_type(keys, examples: int) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key in sorted(keys):
+        dataset_type, _, data_id = key.partition(" ")
+        entry = out.setdefault(dataset_type, {"count": 0, "examples": []})
+        entry["count"] += 1
+        if len(entry["examples"]) < examples:
+            entry["examples"].append(data_id)
+    return out
+
+
+def changes_summary(changes: dict[str, Any], examples: int = 3) -> dict[str, Any]:
+    """`run_changes` without the code, its inputs counted per dataset type with a few data IDs.
+
+    What an alert keeps: a reprocessing makes every input a new dataset, so the list of changed
+    inputs of a DRP-sized run is ~10^4 entries, the same for each of its alerts; per dataset type it
+    is a line (``{"sourceTable_visit": {"count": 65, "examples": ["instrument=HSC visit=1228", ...]}}``).
+    """
+    inputs = changes["inputs"]
+    return {"config": changes["config"], "tasks_in_one_only": changes["tasks_in_one_only"],
+            "inputs": {"changed": _by_type(inputs["changed"], examples), "added": _by_type(inputs["added"], examples),
+                       "removed": _by_type(inputs["removed"], examples)}}

@@ -74,10 +74,31 @@ def format_alert(alert: dict[str, Any]) -> tuple[str, str]:
             lines.append(f"  {c['package']}: {c['old_version']} ({c['old_sha']}) -> {c['new_version']} ({c['new_sha']})")
         else:
             lines.append(f"  {c['package']}: {c['change']}")
+    lines.extend(changes_lines(alert.get("changes")))
     lines.append(f"Tracking: {alert['url']}")
     if alert.get("dashboard"):
         lines.append(f"Dashboard: {alert['dashboard']}")
     return subject, "\n".join(lines)
+
+
+def changes_lines(changes: dict[str, Any] | None) -> list[str]:
+    """The config and input changes of an alert (or a run against the previous one), as text lines."""
+    if changes is None:
+        return ["Config and input changes: not recorded (a run was submitted without its provenance)"]
+    lines = ["Config changes between them:"]
+    lines += [f"  {key}: {c['old']!r} -> {c['new']!r}" for key, c in changes["config"].items()] or ["  (none)"]
+    for side, word in (("old", "only in the last good run"), ("new", "only in the first bad run")):
+        if changes["tasks_in_one_only"][side]:
+            lines.append(f"  tasks {word}: {', '.join(changes['tasks_in_one_only'][side])}")
+    lines.append("Input changes between them:")
+    inputs = changes["inputs"]
+    for kind in ("changed", "added", "removed"):
+        for dataset_type, entry in inputs[kind].items():
+            more = ", ..." if entry["count"] > len(entry["examples"]) else ""
+            lines.append(f"  {dataset_type}: {entry['count']} {kind} ({'; '.join(entry['examples'])}{more})")
+    if not any(inputs.values()):
+        lines.append("  (none)")
+    return lines
 
 
 def send_email(config: TrackingConfig, to: str, subject: str, body: str) -> None:

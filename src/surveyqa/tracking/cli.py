@@ -160,8 +160,11 @@ def serve(db: str | None, config_path: str | None, host: str, port: int, dashboa
 @click.option("--metric-information", type=click.Path(exists=True, dir_okay=False), default=None,
               help="With a repository: analysis_tools' metricInformation.yaml, the thresholds of its metrics "
               "(default: $SURVEYQA_METRIC_INFORMATION, else the installed analysis_tools' own).")
+@click.option("--provenance/--no-provenance", default=True, show_default=True,
+              help="With a repository: send the run's provenance record (configs, software, dataset IDs) so that "
+              "alerts name the config and input changes; it reads each value dataset's inputs.")
 def submit(source: str, collection: str | None, server: str | None, token: str | None, db: str | None, config_path: str | None,
-           dataset: str | None, repo_uri: str | None, metric_information: str | None) -> None:
+           dataset: str | None, repo_uri: str | None, metric_information: str | None, provenance: bool) -> None:
     """Submit an lsst.verify job file, or a repository's metric values (REPO --collection C).
 
     Sends to --server over HTTP, or with --db writes straight into a database. A repository's
@@ -176,7 +179,12 @@ def submit(source: str, collection: str | None, server: str | None, token: str |
 
     if collection:
         table, metrics, specs = client.read_repository(source, collection, metric_information)
-        payload = client.repo_submission(table, source, collection, dataset, metrics=metrics, specs=specs)
+        record = None
+        if provenance:
+            from surveyqa.provenance import run_record
+
+            record = run_record(source, collection)
+        payload = client.repo_submission(table, source, collection, dataset, metrics=metrics, specs=specs, provenance=record)
         path = "/api/submissions"
     else:
         if os.path.isdir(source):

@@ -146,18 +146,21 @@ def read_repository(repo: str, collection: str, metric_information: str | None =
 
 
 def repo_submission(table: Any, repo: str, collection: str, dataset: str | None = None, pipeline: str | None = None,
-                    metrics: list[dict[str, Any]] | None = None, specs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                    metrics: list[dict[str, Any]] | None = None, specs: list[dict[str, Any]] | None = None,
+                    provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """Our submission (as JSON) for a metric value table of ``repo``/``collection``.
 
-    The run key is a hash of repository, collection and values, so submitting the same outputs
-    twice stores them once.
+    ``provenance`` is the run's `surveyqa.provenance.run_record`, so that alerts can name the
+    config and input changes. The run key is a hash of repository, collection and values, so
+    submitting the same outputs twice stores them once.
     """
     from surveyqa.tracking.ingest import submission_from_table
 
     packages = [{"name": p["name"], "version": p["eups_version"]} for p in installed_packages().values()]
     sub = submission_from_table(
         table,
-        {"dataset": dataset or repo, "pipeline": pipeline, "repo": repo, "collection": collection, "env": environment_metadata()},
+        {"dataset": dataset or repo, "pipeline": pipeline, "repo": repo, "collection": collection, "env": environment_metadata(),
+         "provenance": provenance},
         metrics=metrics,
         packages=packages,
         specs=specs,

@@ -93,6 +93,8 @@ run_t = sa.Table(
     sa.Column("config", sa.JSON, nullable=True),
     sa.Column("job_metrics", sa.JSON, nullable=True),
     sa.Column("job_specs", sa.JSON, nullable=True),
+    # migration 0003: `surveyqa.provenance.run_record` of the run (configs, packages, dataset IDs)
+    sa.Column("provenance", sa.JSON, nullable=True),
 )
 
 package_t = sa.Table(
@@ -201,6 +203,8 @@ alert_t = sa.Table(
     sa.Column("after", sa.Float, nullable=True),
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("code_changes", sa.JSON, nullable=True),
+    # migration 0003: config and input changes (`surveyqa.provenance.run_changes`), where both runs recorded them
+    sa.Column("changes", sa.JSON, nullable=True),
     sa.Column("deliveries", sa.JSON, nullable=True),
     sa.Column("created", sa.DateTime, nullable=False),
     sa.Column("closed", sa.DateTime, nullable=True),

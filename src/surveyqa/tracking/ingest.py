@@ -109,6 +109,7 @@ class NormalizedRun:
     values: list[ValueRow] = field(default_factory=list)
     job_metrics: list[str] | None = None
     job_specs: list[str] | None = None
+    provenance: dict[str, Any] | None = None
 
 
 def utc_naive(value: Any, default: dt.datetime | None = None) -> dt.datetime:
@@ -239,6 +240,7 @@ def from_verify_job(job: VerifyJob, key: str | None = None) -> NormalizedRun:
     """
     meta = job.meta.model_dump(mode="python")
     packages = meta.pop("packages", {})
+    provenance = _provenance(meta.pop("provenance", None))
     env = meta.get("env") or {}
     data_id = canonical_data_id({k: meta[k] for k in DATA_ID_KEYS if k in meta and not isinstance(meta[k], (dict, list))})
     if key is None:
@@ -303,7 +305,25 @@ def from_verify_job(job: VerifyJob, key: str | None = None) -> NormalizedRun:
         values=values,
         job_metrics=[m.name for m in job.metrics],
         job_specs=[s.name for s in job.specs],
+        provenance=provenance,
     )
+
+
+def _provenance(record: Any) -> dict[str, Any] | None:
+    """A job's ``meta.provenance`` as `RunProvenance` checks it (None when the job has none)."""
+    if record is None:
+        return None
+    from pydantic import ValidationError
+
+    from surveyqa.tracking.schemas import RunProvenance
+
+    try:
+        return clean_json(RunProvenance.model_validate(record).model_dump(mode="json"))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise InvalidSubmission(f"meta.provenance.{where}: {first['msg']}",
+                                "send `surveyqa.provenance.run_record(repo, collection)` as meta.provenance, or leave it out") from exc
 
 
 def packages_models(job: VerifyJob) -> list[Any]:
@@ -355,6 +375,7 @@ def from_submission(sub: Submission) -> NormalizedRun:
         collection=run.collection,
         meta=clean_json({**run.meta, "env": env}),
         config=clean_json(run.config),
+        provenance=clean_json(run.provenance.model_dump(mode="json")) if run.provenance else None,
         packages=[p.model_dump() for p in sub.packages],
         metrics=[MetricDef(m.name, m.unit, m.description, list(m.tags), m.reference, m.higher_is_better) for m in sub.metrics],
         specs=_spec_defs(sub.specs, {m.name for m in sub.metrics} | {v.metric for v in sub.values}),

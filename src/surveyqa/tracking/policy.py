@@ -82,7 +82,7 @@ class AlertPolicy:
         self.conn = conn
         self.config = config
         self._recipients: dict[str, list[tuple[str, str]]] = {}
-        self._changes: dict[tuple[int, int], list] = {}
+        self._changes: dict[tuple, Any] = {}  # per (last good, first bad) pair: one look-up per run
 
     def check_run(self, run_id: int) -> list[int]:
         """Check every series that got a value in ``run_id`` and the dataset's silent series."""
@@ -195,10 +195,12 @@ class AlertPolicy:
               after: float | None, message: str) -> int:
         """Insert an alert and its pending deliveries."""
         changes = self._code_changes(last_good, first_bad)
+        recorded = self._config_input_changes(last_good, first_bad)
         alert_id = self.conn.execute(
             alert_t.insert()
             .values(series_id=info.id, status="open", checks=checks, first_bad_run_id=first_bad, last_good_run_id=last_good,
-                    before=before, after=after, message=message, code_changes=changes, deliveries=[], created=now())
+                    before=before, after=after, message=message, code_changes=changes, changes=recorded, deliveries=[],
+                    created=now())
             .returning(alert_t.c.id)
         ).scalar_one()
         if info.name not in self._recipients:
@@ -206,6 +208,14 @@ class AlertPolicy:
         enqueue_deliveries(self.conn, alert_id, self._recipients[info.name])
         log.warning("alert %d: %s (%d recipients)", alert_id, message, len(self._recipients[info.name]))
         return alert_id
+
+    def _config_input_changes(self, last_good: int | None, first_bad: int) -> dict | None:
+        if last_good is None:
+            return None
+        key = ("recorded", last_good, first_bad)
+        if key not in self._changes:
+            self._changes[key] = queries.config_input_changes(self.conn, last_good, first_bad)
+        return self._changes[key]
 
     def _code_changes(self, last_good: int | None, first_bad: int) -> list:
         if last_good is None:

@@ -206,6 +206,8 @@ def get_run(conn: Connection, run_id: int) -> dict[str, Any] | None:
         "blobs": n_blobs,
         "previous_run": prev,
         "code_changes": code_changes(conn, prev, run_id) if prev else [],
+        "changes": config_input_changes(conn, prev, run_id),
+        "provenance_recorded": r.provenance is not None,
     }
 
 
@@ -251,6 +253,20 @@ def previous_run_id(conn: Connection, run_id: int) -> int | None:
         .limit(1)
     )
     return conn.execute(q).scalar()
+
+
+def config_input_changes(conn: Connection, old_run: int | None, new_run: int) -> dict[str, Any] | None:
+    """Config and input changes between two runs (`surveyqa.provenance.changes_summary`), or None
+    when either run was submitted without its provenance record."""
+    if old_run is None:
+        return None
+    from surveyqa.provenance.runs import changes_summary, run_changes
+
+    records = dict(conn.execute(sa.select(run_t.c.id, run_t.c.provenance).where(run_t.c.id.in_([old_run, new_run]))).all())
+    old, new = records.get(old_run), records.get(new_run)
+    if not old or not new:
+        return None
+    return changes_summary(run_changes(old, new))
 
 
 def code_changes(conn: Connection, old_run: int | None, new_run: int) -> list[dict[str, Any]]:

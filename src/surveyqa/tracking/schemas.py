@@ -24,6 +24,7 @@ __all__ = [
     "VerifyPackage",
     "VerifyMeta",
     "VerifyJob",
+    "RunProvenance",
     "RunInfo",
     "PackageIn",
     "MetricIn",
@@ -145,6 +146,19 @@ class VerifyJob(BaseModel):
     meta: VerifyMeta = Field(default_factory=VerifyMeta)
 
 
+class RunProvenance(BaseModel):
+    """What made a run's values (`surveyqa.provenance.run_record`): kept so that an alert can say
+    which config and inputs changed between the last good and the first bad run, not only the code."""
+
+    repo: Long | None = None
+    collection: Long | None = None
+    runs: list[Long] = Field(default_factory=list, max_length=10_000)
+    configs: dict[Short, dict[Short, Any]] = Field(default_factory=dict, description="{task label: {config key: value}}")
+    packages: dict[Short, Short] = Field(default_factory=dict, description="{package: version}")
+    datasets: dict[Long, Short] = Field(default_factory=dict, description="{'type data ID': dataset ID} of the values")
+    inputs: dict[Long, Short] = Field(default_factory=dict, description="{'type data ID': dataset ID} the quanta read")
+
+
 class RunInfo(BaseModel):
     """Where a run's values come from: dataset, pipeline, time, repository and collection, environment."""
 
@@ -159,6 +173,7 @@ class RunInfo(BaseModel):
     env: dict[str, Any] = Field(default_factory=dict, description="env_name, ci_id, ci_url, git_sha ...")
     config: dict[str, Any] = Field(default_factory=dict)
     meta: dict[str, Any] = Field(default_factory=dict, description="data ID keys shared by every value, e.g. instrument")
+    provenance: RunProvenance | None = Field(None, description="configs, software and dataset IDs behind the values")
 
 
 class PackageIn(BaseModel):

@@ -174,6 +174,7 @@ class TrackingService:
             "last_good_run": a.last_good_run_id,
             "first_bad_run": a.first_bad_run_id,
             "code_changes": a.code_changes or [],
+            "changes": a.changes,
             "deliveries": deliveries,
             "created": a.created.isoformat() + "Z",
             "closed": a.closed.isoformat() + "Z" if a.closed else None,

@@ -233,6 +233,7 @@ class TrackingStore:
             "config": run.config,
             "job_metrics": run.job_metrics,
             "job_specs": run.job_specs,
+            "provenance": run.provenance,
         }
 
     def _ensure_metrics(self, conn: Connection, run: NormalizedRun) -> dict[str, u.UnitBase]:

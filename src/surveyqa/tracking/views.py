@@ -161,6 +161,11 @@ def run_html(run: dict[str, Any]) -> str:
             new = f"{c.get('new_version') or ''} {(c.get('new_sha') or '')[:10]}"
             out.append(f"<tr><td>{html.escape(c['package'])}</td><td>{c['change']}</td><td><code>{html.escape(old)}</code></td><td><code>{html.escape(new)}</code></td></tr>")
         out.append("</table>")
+    if prev:
+        from surveyqa.tracking.alerts import changes_lines
+
+        out.append(f"<h2>Config and input changes since run {prev}</h2>")
+        out.append("<pre class='changes'>" + html.escape("\n".join(changes_lines(run["changes"]))) + "</pre>")
     out.append("<h2>Values</h2><table><tr><th>metric</th><th>data ID</th><th>value</th><th>unit</th><th>note</th></tr>")
     for v in run["values"]:
         value = "—" if v["value"] is None else f"{v['value']:.6g}"
