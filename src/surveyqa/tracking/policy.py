@@ -230,7 +230,7 @@ class AlertPolicy:
 
         Looks at series whose latest value up to this run is between two and one
         ``stale_after_days`` old: older silences were found by earlier runs. The latest value of
-        each series of the dataset not in this run is one index probe (``ix_value_series_time``);
+        each series of the dataset not in this run is one index probe (``ix_value_series_time_value``);
         scanning the values of the dataset's runs over those two periods instead cost more than
         the rest of the checks on PostgreSQL.
         """

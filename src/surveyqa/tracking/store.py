@@ -171,7 +171,7 @@ class TrackingStore:
             units = self._ensure_metrics(conn, run)
             rows = self._convert_values(run, units)
             self._ensure_specs(conn, run)
-            keys = [_key(v.data_id) for v in run.values]
+            keys = _keys([v.data_id for v in run.values])
             series_of = self._ensure_series(conn, run, keys)
             run_id = conn.execute(
                 (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(run_t)
@@ -366,7 +366,14 @@ def _copy_values(conn: Connection, values: list[dict]) -> None:
             v = json.dumps(v)
         return str(v).translate(_COPY_ESCAPES)
 
-    text = "".join("\t".join(field(r[c]) for c in _VALUE_COLUMNS) + "\n" for r in values)
+    lines = []
+    optional = _VALUE_COLUMNS[4:]
+    bare = "\t\\N" * len(optional) + "\n"  # most values have none of the optional columns
+    for r in values:
+        head = f"{r['run_id']}\t{r['series_id']}\t{field(r['run_time'])}\t{field(r['value'])}"
+        rest = [r[c] for c in optional]
+        lines.append(head + bare if rest.count(None) == len(rest) else head + "".join("\t" + field(v) for v in rest) + "\n")
+    text = "".join(lines)
     statement = f"COPY value ({', '.join(_VALUE_COLUMNS)}) FROM STDIN"
     cursor = conn.connection.cursor()
     try:
@@ -378,6 +385,22 @@ def _copy_values(conn: Connection, values: list[dict]) -> None:
 
 def _key(data_id: dict[str, str]) -> str:
     return json.dumps(data_id, sort_keys=True, separators=(",", ":"))
+
+
+def _keys(data_ids: list[dict[str, str]]) -> list[str]:
+    """`_key` of each data ID, encoded once per distinct data ID (a run has values of many metrics at each)."""
+    done: dict[tuple, str] = {}
+    out = []
+    for d in data_ids:
+        try:
+            items = tuple(d.items())
+            key = done.get(items)
+            if key is None:
+                key = done[items] = _key(d)
+        except TypeError:  # an unhashable value: encode it every time
+            key = _key(d)
+        out.append(key)
+    return out
 
 
 def _metric_row(m: MetricDef) -> dict:
