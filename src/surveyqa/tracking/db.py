@@ -5,7 +5,7 @@ The schema is SQLAlchemy Core (no ORM sessions to leak between requests); Alembi
 or an empty PostgreSQL database is usable at once and an old one is brought up to date.
 
 Values are stored in their metric's unit; the time of the run is copied onto each value row so
-that a time series is one index range scan on ``(series_id, run_time)``.
+that a time series is one index range scan on ``(series_id, run_time, run_id, value)``.
 """
 
 from __future__ import annotations
