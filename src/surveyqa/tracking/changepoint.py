@@ -30,7 +30,11 @@ __all__ = [
     "scan_reference",
     "mean_shift_pair",
     "energy_pair",
+    "FIRST_BLOCK",
 ]
+
+#: Permutations drawn before `best_split` first looks whether it may stop early.
+FIRST_BLOCK = 100
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,14 @@ class ChangePoint:
 class SplitStatistic(Protocol):
     """Scores every split of each row: ``scan(x)`` with ``x`` of shape (rows, n) returns
     (rows, n - 2 * min_size + 1): the score of putting the split before index
-    ``min_size + j``. Larger means a clearer change."""
+    ``min_size + j``. Larger means a clearer change.
+
+    A row's scores must not depend on the rows scanned with it, to the last bit: the checks
+    score a series' permutations together with other series' (`detect.check_many`) and must
+    decide as its own test would. So sums are running sums (``np.cumsum``, always added in
+    order) and never ``np.sum``, whose order of addition for a single row differs from the one
+    it uses over a block of rows.
+    """
 
     min_size: int
 
@@ -62,13 +73,13 @@ class MeanShift:
 
     def scan(self, x: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(x, dtype=float))
-        x = x - x.mean(axis=1, keepdims=True)  # centring keeps the sums of squares accurate
         n = x.shape[1]
+        x = x - np.cumsum(x, axis=1)[:, -1:] / n  # centring keeps the sums of squares accurate
         k = np.arange(self.min_size, n - self.min_size + 1)
-        s1 = np.cumsum(x, axis=1)[:, k - 1]
-        s2 = np.cumsum(x * x, axis=1)[:, k - 1]
-        t1 = x.sum(axis=1, keepdims=True)
-        t2 = (x * x).sum(axis=1, keepdims=True)
+        c1 = np.cumsum(x, axis=1)
+        c2 = np.cumsum(x * x, axis=1)
+        s1, s2 = c1[:, k - 1], c2[:, k - 1]
+        t1, t2 = c1[:, -1:], c2[:, -1:]  # totals as running sums: see `SplitStatistic`
         m1 = s1 / k
         m2 = (t1 - s1) / (n - k)
         ssw = (s2 - k * m1**2) + (t2 - s2 - (n - k) * m2**2)
@@ -94,9 +105,9 @@ class Energy:
         n = x.shape[1]
         d = np.abs(x[:, :, None] - x[:, None, :])  # (rows, n, n)
         upper = np.triu(d, 1)
-        col = upper.sum(axis=1)  # col[j] = sum_{i<j} d_ij
-        row = upper.sum(axis=2)  # row[i] = sum_{j>i} d_ij
-        total = row.sum(axis=1, keepdims=True)
+        col = np.cumsum(upper, axis=1)[:, -1, :]  # col[j] = sum_{i<j} d_ij (running sums: see `SplitStatistic`)
+        row = np.cumsum(upper, axis=2)[:, :, -1]  # row[i] = sum_{j>i} d_ij
+        total = np.cumsum(row, axis=1)[:, -1:]
         k = np.arange(self.min_size, n - self.min_size + 1)
         within_a = np.cumsum(col, axis=1)[:, k - 1]  # pairs inside x[:k]
         within_b = np.cumsum(row[:, ::-1], axis=1)[:, ::-1][:, k]  # pairs inside x[k:]
@@ -162,7 +173,7 @@ def best_split(
     k = m + j
     if screen is not None and observed < screen:
         return ChangePoint(k, float(observed), 1.0, float(x[:k].mean()), float(x[k:].mean()))
-    block = permutations if stop_above is None else 100
+    block = permutations if stop_above is None else FIRST_BLOCK
     exceed, done = 0, 0
     while done < permutations:
         size = min(block, permutations - done)

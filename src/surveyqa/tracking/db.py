@@ -5,7 +5,7 @@ The schema is SQLAlchemy Core (no ORM sessions to leak between requests); Alembi
 or an empty PostgreSQL database is usable at once and an old one is brought up to date.
 
 Values are stored in their metric's unit; the time of the run is copied onto each value row so
-that a time series is one index range scan on ``(series_id, run_time)``.
+that a time series is one index range scan on ``(series_id, run_time, run_id, value)``.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ value_t = sa.Table(
     "value",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("run_id", sa.Integer, sa.ForeignKey("run.id"), nullable=False, index=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("run.id"), nullable=False),
     sa.Column("series_id", sa.Integer, sa.ForeignKey("series.id"), nullable=False),
     sa.Column("run_time", sa.DateTime, nullable=False),
     sa.Column("value", sa.Float, nullable=True),
@@ -163,11 +163,11 @@ value_t = sa.Table(
     sa.Column("selection", sa.String(200), nullable=True),
     sa.Column("aggregation", sa.String(100), nullable=True),
     sa.Column("note", sa.Text, nullable=True),
-    sa.UniqueConstraint("run_id", "series_id", name="uq_value_run_series"),
-    sa.Index("ix_value_series_time", "series_id", "run_time"),
+    sa.UniqueConstraint("run_id", "series_id", name="uq_value_run_series"),  # also the index of a run's values
 )
 
-# migration 0002: the checks read the latest (run, value) of each series from this index alone
+# migration 0002: the checks read the latest (run, value) of each series from this index alone; it is
+# also the index of a series' time range (migration 0004 dropped the shorter ones)
 sa.Index("ix_value_series_time_value", value_t.c.series_id, value_t.c.run_time, value_t.c.run_id, value_t.c.value)
 
 token_t = sa.Table(

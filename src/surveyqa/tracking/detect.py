@@ -20,8 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from surveyqa.metrics.specs import compare
-from surveyqa.tracking.changepoint import Energy, MeanShift, detect
+from surveyqa.tracking.changepoint import FIRST_BLOCK, Energy, MeanShift, detect
 from surveyqa.tracking.config import TrackingConfig
+
+#: Permutations after which `_no_step` first looks whether a window is settled.
+_EARLY = 10
 
 __all__ = ["Threshold", "Finding", "check_series", "check_many", "passes", "direction"]
 
@@ -131,25 +134,61 @@ def check_series(
     return out
 
 
-def _screened_out(windows: list[np.ndarray], config: TrackingConfig) -> np.ndarray:
-    """True where the best mean-shift split of a window scores below ``config.screen``.
+def _best_scores(windows: list[np.ndarray], stat, among: list[int]) -> np.ndarray:
+    """The best split score of each window of ``among`` (NaN elsewhere and for windows too short),
+    as `changepoint.best_split` finds it: windows of one length are scanned as one array."""
+    out = np.full(len(windows), np.nan)
+    for idx in _by_length(windows, 2 * stat.min_size, among).values():
+        scores = stat.scan(np.stack([windows[i] for i in idx]))
+        out[idx] = scores[np.arange(len(idx)), np.argmax(scores, axis=1)]
+    return out
 
-    The same test `changepoint.best_split` makes first, for many windows of one length at once:
-    such a window cannot hold a confirmed step, so its permutation test is skipped.
+
+def _by_length(windows: list[np.ndarray], shortest: int, among: list[int]) -> dict[int, list[int]]:
+    """Positions of the windows of ``among`` by length, leaving out those shorter than ``shortest``."""
+    by_len: dict[int, list[int]] = {}
+    for i in among:
+        if len(windows[i]) >= shortest:
+            by_len.setdefault(len(windows[i]), []).append(i)
+    return by_len
+
+
+def _no_step(windows: list[np.ndarray], seeds: list[int], among: list[int], config: TrackingConfig) -> np.ndarray:
+    """True where the change-point test of a window (of ``among``) cannot confirm a step.
+
+    `changepoint.detect` tests the whole window first and stops there when that split is not
+    significant (or not tested: no finite score, or one below the mean-shift ``screen``);
+    `changepoint.best_split` draws its permutations in blocks and gives up as soon as the
+    exceedances so far make a p-value at most ``alpha`` impossible. The same permutations are
+    drawn here, from each window's own seeded generator in the same order, for all windows of one
+    length together and with an early look after the first ``_EARLY``: most windows that pass
+    the screen are noise, settled by a few permutations scored in one array operation. The
+    exceedance count only grows, so settling sooner than the test gives the test's answer; a
+    row's scores do not depend on the rows scanned with it (`changepoint.SplitStatistic`).
     """
     out = np.zeros(len(windows), dtype=bool)
-    if config.statistic != "meanshift" or config.screen is None:
-        return out
-    by_len: dict[int, list[int]] = {}
-    for i, w in enumerate(windows):
-        if len(w) >= 2 * config.min_size:
-            by_len.setdefault(len(w), []).append(i)
-    stat = MeanShift(min_size=config.min_size)
-    for idx in by_len.values():
-        scores = stat.scan(np.stack([windows[i] for i in idx]))
-        observed = scores[np.arange(len(idx)), np.argmax(scores, axis=1)]
-        quiet = (~np.isfinite(observed) & (observed != np.inf)) | (observed < config.screen)
-        out[idx] = quiet
+    stat = (Energy if config.statistic == "energy" else MeanShift)(min_size=config.min_size)
+    observed = _best_scores(windows, stat, among)
+    untested = ~np.isfinite(observed) & (observed != np.inf)
+    if config.statistic == "meanshift" and config.screen is not None:
+        untested |= observed < config.screen
+    total = config.permutations
+    for n, idx in _by_length(windows, 2 * stat.min_size, among).items():
+        out[idx] = untested[idx]
+        live = [(i, np.random.default_rng(seeds[i])) for i in idx if not untested[i]]
+        exceed = np.zeros(len(live), dtype=np.int64)
+        done = 0
+        while live and done < total:
+            block_end = min(done - done % FIRST_BLOCK + FIRST_BLOCK, total)  # the end of best_split's block
+            size = (min(_EARLY, block_end) if done < _EARLY else block_end) - done
+            perms = np.concatenate([rng.permuted(np.broadcast_to(windows[i], (size, n)), axis=1) for i, rng in live])
+            best = stat.scan(perms).max(axis=1).reshape(len(live), size)
+            exceed += np.count_nonzero(best >= observed[[i for i, _ in live]][:, None], axis=1)
+            done += size
+            settled = (1.0 + exceed) / (1.0 + total) > config.alpha
+            out[[i for (i, _), s in zip(live, settled, strict=True) if s]] = True
+            live = [x for x, s in zip(live, settled, strict=True) if not s]
+            exceed = exceed[~settled]
     return out
 
 
@@ -159,30 +198,51 @@ def check_many(
 ) -> list[list[Finding]]:
     """`check_series` of many series (values, thresholds, higher_is_better), with the same answers.
 
-    Why: a submission touches thousands of series; screening all their change-point windows in
-    one array operation leaves the permutation test to the few with a candidate step.
+    Why: a submission touches thousands of series. Scoring all their change-point windows in one
+    array operation, then the first permutations of those that pass the screen, also in one,
+    leaves the per-series checks to the few series that may have a finding.
     """
-    arrays = [np.asarray(v, dtype=float) for v, _, _ in series]
-    windows = [a[np.flatnonzero(np.isfinite(a))[-config.window :]] for a in arrays]
-    quiet = _screened_out(windows, config)
+    arrays, windows, seeds, calm = _prepare(series, config)
+    settled = _no_step(windows, seeds, [i for i in range(len(arrays)) if len(arrays[i]) >= 2], config)
     out = []
-    for a, (_, thresholds, hib), q in zip(arrays, series, quiet, strict=True):
-        if q and not thresholds and _calm(a, config):
+    for a, (_, thresholds, hib), s, c in zip(arrays, series, settled, calm, strict=True):
+        if s and c and not thresholds:
             out.append([])  # nothing can fire: skip the per-series checks (the common case)
         else:
-            out.append(check_series(a, config, thresholds, hib, changepoint=not q))
+            out.append(check_series(a, config, thresholds, hib, changepoint=not s))
     return out
 
 
-def _calm(values: np.ndarray, config: TrackingConfig) -> bool:
-    """The newest two values are finite and within ``relative_change`` of each other.
+def _prepare(series: list, config: TrackingConfig) -> tuple[list[np.ndarray], list[np.ndarray], list[int], np.ndarray]:
+    """Each series as an array, its change-point window (its latest ``window`` finite values), the
+    seed of its change-point test (its number of finite values) and whether it is calm: its newest
+    two values finite and within ``relative_change`` of each other, so that neither ``missing``
+    nor ``relative_change`` can fire (and, without thresholds and with no possible step, nothing).
 
-    Then neither ``missing`` nor ``relative_change`` can fire (and, without thresholds and with
-    the change-point screen quiet, nothing else): `check_series` would return no finding.
+    Series of one length are handled as one array: when all their values are finite (the
+    common case) the window is a column slice and calmness one vectorised comparison.
     """
-    if len(values) < 2:
-        return False
-    before, after = float(values[-2]), float(values[-1])
-    if not (np.isfinite(before) and np.isfinite(after)) or before == 0:
-        return False
-    return abs(after - before) / abs(before) <= config.relative_change
+    arrays = [np.asarray(v, dtype=float) for v, _, _ in series]
+    windows: list[np.ndarray] = [None] * len(arrays)  # type: ignore[list-item]
+    seeds = [0] * len(arrays)
+    calm = np.zeros(len(arrays), dtype=bool)
+    by_len: dict[int, list[int]] = {}
+    for i, a in enumerate(arrays):
+        by_len.setdefault(len(a), []).append(i)
+    for n, idx in by_len.items():
+        block = np.stack([arrays[i] for i in idx]) if n else np.zeros((len(idx), 0))
+        finite = np.isfinite(block)
+        full = finite.all(axis=1)
+        tail = block[:, -config.window :]
+        if n >= 2:
+            before, after = block[:, -2], block[:, -1]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                change = np.abs(after - before) / np.abs(before)
+            calm[idx] = finite[:, -2] & finite[:, -1] & (before != 0) & (change <= config.relative_change)
+        for row, i in enumerate(idx):
+            if full[row]:
+                windows[i], seeds[i] = tail[row], n
+            else:
+                f = np.flatnonzero(finite[row])
+                windows[i], seeds[i] = arrays[i][f[-config.window :]], len(f)
+    return arrays, windows, seeds, calm

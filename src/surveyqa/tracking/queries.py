@@ -116,6 +116,14 @@ def specs_for(conn: Connection, metric: str) -> list[dict[str, Any]]:
     return [_spec_dict(r) for r in conn.execute(sa.select(spec_t).where(spec_t.c.metric == metric).order_by(spec_t.c.name))]
 
 
+def specs_of(conn: Connection, metrics: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """`specs_for` of several metrics in one query (a submission's checks need those of each of its metrics)."""
+    out: dict[str, list[dict[str, Any]]] = {m: [] for m in metrics}
+    for r in conn.execute(sa.select(spec_t).where(spec_t.c.metric.in_(sorted(out))).order_by(spec_t.c.name)):
+        out[r.metric].append(_spec_dict(r))
+    return out
+
+
 def applicable_specs(specs: list[dict[str, Any]], meta: dict[str, Any]) -> list[dict[str, Any]]:
     """Threshold specs whose metadata query the run's metadata satisfies, decided by the one spec
     engine (`surveyqa.metrics.specs.query_matches`, the rule the QA applies too)."""
