@@ -280,6 +280,7 @@ def _by_series(rows: list[tuple], series_ids: list[int]) -> dict[int, list[tuple
         start = end
     return out
 
+
 def _recovered(value: float, alert: Any, thresholds: list[Threshold]) -> bool:
     if not np.isfinite(value) or any(not passes(value, t) for t in thresholds):
         return False
