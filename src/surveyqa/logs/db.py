@@ -321,7 +321,7 @@ def _record_rows(conn, source_id: int, records: list[LogRecord], runs: dict) -> 
             content, ident = None, None
         if ident is None:
             data_id = canonical_data_id(r.data_id)
-            text = " ".join(f"{k}={v}" for k, v in data_id.items())  # data_id_text of a canonical one
+            text = data_id_text(data_id)
             run = run_id(conn, r.run, cache=runs)
             ident = json.dumps([run, r.task, text])
             if ident not in key_rows:
