@@ -312,12 +312,19 @@ for i in range(10**6):
 """
 
 
-def test_a_kill_during_ingest_loses_nothing_committed(tmp_path):
+def _kill_after_five_sources(script: str, tmp_path) -> list[int]:
+    """Run an ingest ``script`` on ``tmp_path/logs.db``, kill -9 it once it said five sources were
+    committed; the numbers of those it said."""
     url = f"sqlite:///{tmp_path / 'logs.db'}"
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_INGEST, url], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True)
     committed = [int(proc.stdout.readline()) for _ in range(5)]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    return committed
+
+
+def test_a_kill_during_ingest_loses_nothing_committed(tmp_path):
+    committed = _kill_after_five_sources(_KILLED_INGEST, tmp_path)
     connection = sqlite3.connect(tmp_path / "logs.db")
     sources = connection.execute("SELECT count(*), sum(n_records) FROM log_source").fetchone()
     n_records = connection.execute("SELECT count(*) FROM log_record").fetchone()[0]
@@ -498,17 +505,13 @@ def test_a_kill_during_a_first_bulk_load_loses_nothing_committed_and_the_indexes
 
     from surveyqa.logs.db import record_t
 
-    url = f"sqlite:///{tmp_path / 'logs.db'}"
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_BULK_LOAD, url], stdout=subprocess.PIPE, text=True)
-    committed = [int(proc.stdout.readline()) for _ in range(5)]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    committed = _kill_after_five_sources(_KILLED_BULK_LOAD, tmp_path)
     connection = sqlite3.connect(tmp_path / "logs.db")
     indexes = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
                                                       "AND tbl_name = 'log_record'")}
     assert not indexes & {index.name for index in record_t.indexes}  # killed before they were built again
     connection.close()
-    store = LogStore(url)  # opening builds them
+    store = LogStore(f"sqlite:///{tmp_path / 'logs.db'}")  # opening builds them
     built = {i["name"] for i in sa.inspect(store.engine).get_indexes("log_record")}
     assert {index.name for index in record_t.indexes} <= built
     with store.engine.connect() as conn:
