@@ -313,6 +313,7 @@ def _record_rows(conn, source_id: int, records: list[LogRecord], runs: dict) -> 
     places = {(r.run, r.task, id(r.data_id)): r for r in records}  # the records (alive) keep each id() unique
     key_rows: dict[str, tuple] = {}
     seen: dict[tuple, str] = {}  # equal data IDs in distinct dicts (one per line of a JSON-lines file)
+    canonical: dict[int, tuple[dict, str]] = {}  # by id() of a data ID dict: one per dict, whatever the task
     for place, r in places.items():
         try:
             content = (r.run, r.task, tuple(r.data_id.items()))
@@ -320,8 +321,11 @@ def _record_rows(conn, source_id: int, records: list[LogRecord], runs: dict) -> 
         except TypeError:  # a value that cannot be hashed
             content, ident = None, None
         if ident is None:
-            data_id = canonical_data_id(r.data_id)
-            text = data_id_text(data_id)
+            made = canonical.get(id(r.data_id))
+            if made is None:
+                data_id = canonical_data_id(r.data_id)
+                made = canonical[id(r.data_id)] = (data_id, data_id_text(data_id, canonical=True))
+            data_id, text = made
             run = run_id(conn, r.run, cache=runs)
             ident = json.dumps([run, r.task, text])
             if ident not in key_rows:

@@ -80,9 +80,13 @@ def canonical_data_id(data_id: dict) -> dict:
     return dict(sorted(items.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
-def data_id_text(data_id: dict) -> str:
-    """``instrument=HSC visit=1228 detector=42``: the canonical data ID as stored and shown."""
-    return " ".join(f"{k}={v}" for k, v in canonical_data_id(data_id).items())
+def data_id_text(data_id: dict, canonical: bool = False) -> str:
+    """``instrument=HSC visit=1228 detector=42``: the canonical data ID as stored and shown.
+
+    ``canonical``: ``data_id`` is already what `canonical_data_id` made (not made again: an
+    ingest makes thousands per source).
+    """
+    return " ".join(f"{k}={v}" for k, v in (data_id if canonical else canonical_data_id(data_id)).items())
 
 
 _LABEL = re.compile(r"^(?P<label>[^:{]+)(?::\{(?P<data_id>.*)\})?$", re.S)
