@@ -13,15 +13,19 @@ the rows (`bulk_load`, and a single source larger than the table).
 Text search: on SQLite an FTS5 word index (``unicode61``, no positions: a quarter of the work of
 trigrams per message, and enough to narrow; a regular expression is narrowed by the whole words
 of its literal parts, then by the parts as substrings, then checked with Python's ``re``); on
-PostgreSQL ``~`` with a pg_trgm GIN index when ``CREATE EXTENSION pg_trgm`` works, a plain scan
-when it does not. (A GIN over words costs PostgreSQL as much per message as the trigrams: about
-40 us, most of a first ingest there.)
+PostgreSQL a pg_trgm GIN index over the distinct message templates (`message_template`: digit
+runs as ``0``) in ``log_template``, which each record refers to by ``template_id``: the regex's
+literal parts, as templates, pick the templates, the records of those are tried with ``~``
+(a plain scan of the templates when ``CREATE EXTENSION pg_trgm`` does not work). A GIN over every
+message cost PostgreSQL 20-40 us per record, more than the rest of an ingest; pipeline messages
+repeat their templates (a few dozen per task), so the templates' index is small and kept up to date.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import itertools
 import json
@@ -35,9 +39,10 @@ from sqlalchemy.engine import Engine
 
 from surveyqa.errors import SurveyQAError
 
-from .records import DATA_ID_COLUMNS, Execution, LogRecord, canonical_data_id, data_id_text
+from .records import DATA_ID_COLUMNS, Execution, LogRecord, canonical_data_id, data_id_text, message_template
 
-__all__ = ["metadata", "record_t", "key_t", "origin_t", "execution_t", "source_t", "run_t", "collection_t", "open_log_db",
+__all__ = ["metadata", "record_t", "key_t", "origin_t", "template_t", "execution_t", "source_t", "run_t", "collection_t",
+           "open_log_db",
            "write_source", "bulk_load", "known_sources", "has_text_index", "RECORD_COLUMNS"]
 
 log = logging.getLogger(__name__)
@@ -110,6 +115,15 @@ origin_t = sa.Table(
     sa.Index("ix_log_origin_host", "host"),
 )
 
+#: Each distinct message template (`message_template`), stored once and referred to by ``template_id``
+#: (on PostgreSQL; SQLite's word index covers the messages themselves and leaves it empty).
+template_t = sa.Table(
+    "log_template", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("ident", sa.String(32), nullable=False, unique=True),  # md5 of the text: a long one fits a B-tree
+    sa.Column("text", sa.Text, nullable=False),
+)
+
 record_t = sa.Table(
     "log_record", metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
@@ -122,6 +136,7 @@ record_t = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("exc_type", sa.String(300), nullable=True),
     sa.Column("traceback", sa.Text, nullable=True),
+    sa.Column("template_id", sa.Integer, nullable=True),  # PostgreSQL only (log_template)
     sa.Index("ix_log_record_time", "time"),
     sa.Index("ix_log_record_key", "key_id", "levelno", "time"),
     sa.Index("ix_log_record_level_time", "levelno", "time"),
@@ -147,8 +162,10 @@ execution_t = sa.Table(
     sa.Index("ix_log_execution_status", "status"),
 )
 
-#: The record columns written in bulk, in order.
+#: The record columns written in bulk, in order (PostgreSQL's rows also have ``template_id``, last).
 RECORD_COLUMNS = ["source_id", "key_id", "origin_id", "time", "levelno", "logger", "message", "exc_type", "traceback"]
+#: The index of the records by template, PostgreSQL only (made, dropped and built again as the others).
+TEMPLATE_INDEX = "CREATE INDEX IF NOT EXISTS ix_log_record_template ON log_record (template_id)"
 #: A source of at least this many records, more than the table holds, is loaded before its indexes are built.
 DEFER_INDEXES_AT = 50_000
 
@@ -177,6 +194,7 @@ def open_log_db(url: str) -> Engine:
             raise SurveyQAError(f"log database {url!r}: only SQLite and PostgreSQL are supported")
         _check_schema(engine, url)
         metadata.create_all(engine)
+        _add_templates(engine)
         _ensure_indexes(engine)
         _text_index(engine)
     except sa.exc.ArgumentError as exc:
@@ -203,6 +221,24 @@ def _check_schema(engine: Engine, url: str) -> None:
                             "their sources")
 
 
+def _add_templates(engine: Engine) -> None:
+    """Give the records of a PostgreSQL log database made before ``log_template`` their templates,
+    and drop the trigram index over every message that it replaces (the same `message_template`
+    in SQL: digit runs as ``0``, md5 of the UTF-8 text)."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as conn:
+        if "template_id" in {c["name"] for c in sa.inspect(conn).get_columns("log_record")}:
+            return
+        conn.exec_driver_sql("ALTER TABLE log_record ADD COLUMN template_id INTEGER")
+        template = "regexp_replace(message, '[0-9]+', '0', 'g')"
+        conn.exec_driver_sql(f"INSERT INTO log_template (ident, text) SELECT DISTINCT md5({template}), {template} "
+                             "FROM log_record ON CONFLICT (ident) DO NOTHING")
+        conn.exec_driver_sql(f"UPDATE log_record SET template_id = t.id FROM log_template t "
+                             f"WHERE t.ident = md5({template})")
+        conn.exec_driver_sql("DROP INDEX IF EXISTS ix_log_record_message_trgm")
+
+
 _PATTERNS: dict[str, re.Pattern] = {}
 
 
@@ -224,22 +260,24 @@ def _text_index(engine: Engine) -> None:
                                  "message, content='log_record', content_rowid='id', tokenize='unicode61', "
                                  "detail=none, columnsize=0)")
             return
+    with engine.begin() as conn:
+        conn.exec_driver_sql(TEMPLATE_INDEX)
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-            conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_log_record_message_trgm ON log_record "
-                                 "USING gin (message gin_trgm_ops)")
+            conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_log_template_text_trgm ON log_template "
+                                 "USING gin (text gin_trgm_ops)")
     except sa.exc.DBAPIError as exc:  # no pg_trgm on this server, or no right to create it: plain scans
         log.warning("no trigram index on the log messages (%s); regular expressions scan the rows",
                     str(exc.orig).strip().splitlines()[0])
 
 
 def has_text_index(engine: Engine) -> bool:
-    """Whether messages have a text index (FTS5 on SQLite, pg_trgm on PostgreSQL)."""
+    """Whether messages have a text index (FTS5 on SQLite, pg_trgm over the templates on PostgreSQL)."""
     if engine.dialect.name == "sqlite":
         return True
     with engine.connect() as conn:
-        return conn.exec_driver_sql("SELECT 1 FROM pg_indexes WHERE indexname = 'ix_log_record_message_trgm'"
+        return conn.exec_driver_sql("SELECT 1 FROM pg_indexes WHERE indexname = 'ix_log_template_text_trgm'"
                                     ).first() is not None
 
 
@@ -340,8 +378,16 @@ def _record_rows(conn, source_id: int, records: list[LogRecord], runs: dict) -> 
     origin_ids = _intern(conn, "log_origin", ["ident", "host", "process", "process_name", "thread"],
                          {ident: (ident, *origin) for origin, ident in origins.items()})
     origins = {origin: origin_ids[ident] for origin, ident in origins.items()}
+    if conn.dialect.name == "sqlite":
+        return ((source_id, places[r.run, r.task, id(r.data_id)], origins[r.host, r.process, r.process_name, r.thread],
+                 r.time, r.levelno, r.logger, r.message, r.exc_type, r.traceback) for r in records)
+    templates = [message_template(r.message) for r in records]
+    hashes = {hashlib.md5(t.encode()).hexdigest(): t for t in set(templates)}
+    ids = _intern(conn, "log_template", ["ident", "text"], {h: (h, t) for h, t in hashes.items()})
+    template_ids = {t: ids[h] for h, t in hashes.items()}
     return ((source_id, places[r.run, r.task, id(r.data_id)], origins[r.host, r.process, r.process_name, r.thread],
-             r.time, r.levelno, r.logger, r.message, r.exc_type, r.traceback) for r in records)
+             r.time, r.levelno, r.logger, r.message, r.exc_type, r.traceback, template_ids[t])
+            for r, t in zip(records, templates))
 
 
 def _intern(conn, table: str, columns: list[str], rows: dict[str, tuple]) -> dict[str, int]:
@@ -367,12 +413,13 @@ def _intern(conn, table: str, columns: list[str], rows: dict[str, tuple]) -> dic
                       "ON CONFLICT (ident) DO NOTHING")  # those already there: one failed probe each
             if conn.dialect.name == "sqlite":
                 cursor.executemany(insert, list(rows.values()))
+                look(list(rows))
             else:
                 from psycopg2.extras import execute_values
 
                 execute_values(cursor, insert.replace(f"({', '.join([mark] * len(columns))})", "%s"),
                                list(rows.values()), page_size=1000)
-            look(list(rows))
+                look(list(rows))
     finally:
         cursor.close()
     return found
@@ -471,7 +518,7 @@ def bulk_load(engine: Engine) -> Iterator[None]:
 
 def _copy(cursor, rows: Iterator[tuple]) -> None:
     """``COPY`` in CSV, made as the driver reads it: the server stores one part while the next is written."""
-    cursor.copy_expert(f"COPY log_record ({', '.join(RECORD_COLUMNS)}) FROM STDIN "
+    cursor.copy_expert(f"COPY log_record ({', '.join(RECORD_COLUMNS)}, template_id) FROM STDIN "
                        "WITH (FORMAT csv, FORCE_NULL (exc_type, traceback))", _CsvStream(rows), size=1 << 16)
 
 

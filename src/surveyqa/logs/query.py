@@ -6,8 +6,9 @@ regular expression and time range. Each is a filter here, and they combine. A re
 is checked by the database (PostgreSQL ``~``, SQLite ``REGEXP`` with Python's ``re``) after its
 literal parts of three or more characters are tested as substrings (``instr`` / ``strpos``, in C:
 most rows fail there, before the expression is tried); on SQLite the whole words of those parts
-are first looked up in the FTS5 word index, on PostgreSQL ``~`` uses the pg_trgm index (unless a
-time range is given: the time index then narrows the rows, and a common word would only add work). Conditions on the run, task and data ID
+are first looked up in the FTS5 word index, on PostgreSQL the parts as templates (`message_template`)
+pick the templates that hold them, by their pg_trgm index (unless a time range is given: the time
+index then narrows the rows, and a common word would only add work). Conditions on the run, task and data ID
 are one look-up in ``log_key``, those on host, process and thread one in ``log_origin``.
 """
 
@@ -21,8 +22,8 @@ import sqlalchemy as sa
 
 from surveyqa.errors import SurveyQAError
 
-from .db import key_t, origin_t, record_t, run_t
-from .records import DATA_ID_COLUMNS, level_number, to_epoch
+from .db import key_t, origin_t, record_t, run_t, template_t
+from .records import DATA_ID_COLUMNS, level_number, message_template, to_epoch
 
 __all__ = ["LogQuery", "parse_where", "literal_parts", "fts_terms"]
 
@@ -106,8 +107,12 @@ def _grep_conditions(pattern: str, dialect: str, bounded: bool) -> list:
     out += [sa.func.instr(c.message, p) > 0 if dialect == "sqlite" else sa.func.strpos(c.message, p) > 0
             for p in parts]
     if dialect == "postgresql":
-        # bounded, an expression the trigram index does not cover: PostgreSQL would otherwise AND a
-        # bitmap of every row with a common trigram with the time range (1.19 s against 0.11 s at 10^6)
+        if parts and not bounded:  # the templates holding every part, by their trigram index
+            t = template_t.c
+            out.append(c.template_id.in_(sa.select(t.id).where(
+                *[t.text.contains(message_template(p), autoescape=True) for p in parts])))
+        # bounded, only the time index: PostgreSQL would otherwise AND a bitmap of every row of a
+        # common template with the time range (as it did with a trigram index: 1.19 s against 0.11 s at 10^6)
         out.append((c.message.concat("") if bounded else c.message).op("~")(pattern))
     else:
         out.append(c.message.op("REGEXP")(pattern))

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = ["LogRecord", "Execution", "canonical_data_id", "data_id_text", "parse_label", "level_number",
-           "level_name", "to_epoch", "DATA_ID_COLUMNS"]
+           "level_name", "to_epoch", "message_template", "DATA_ID_COLUMNS"]
 
 #: Data ID keys kept in their own (indexed) columns, and the order data IDs are written in.
 DATA_ID_COLUMNS = ("instrument", "skymap", "tract", "patch", "visit", "exposure", "detector", "band")
@@ -87,6 +87,21 @@ def data_id_text(data_id: dict, canonical: bool = False) -> str:
     ingest makes thousands per source).
     """
     return " ".join(f"{k}={v}" for k, v in (data_id if canonical else canonical_data_id(data_id)).items())
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def message_template(text: str) -> str:
+    """The message with each run of ASCII digits written as one ``0``: what a search looks up
+    instead of the message (pipeline messages differ mostly by their numbers).
+
+    Sound for substrings: when ``p`` is in ``m``, ``message_template(p)`` is in
+    ``message_template(m)`` (a digit run inside ``p`` is a whole run of ``m``, one at its edge is
+    part of a run of ``m``, and both become ``0``). NUL is left out, as PostgreSQL's text cannot
+    hold it.
+    """
+    return _DIGITS.sub("0", text.replace("\x00", "") if "\x00" in text else text)
 
 
 _LABEL = re.compile(r"^(?P<label>[^:{]+)(?::\{(?P<data_id>.*)\})?$", re.S)
