@@ -414,15 +414,29 @@ def _intern(conn, table: str, columns: list[str], rows: dict[str, tuple]) -> dic
             if conn.dialect.name == "sqlite":
                 cursor.executemany(insert, list(rows.values()))
                 look(list(rows))
-            else:
-                from psycopg2.extras import execute_values
-
-                execute_values(cursor, insert.replace(f"({', '.join([mark] * len(columns))})", "%s"),
-                               list(rows.values()), page_size=1000)
-                look(list(rows))
+            else:  # COPY to a temporary table, then one insert and one look-up (parameters cost more)
+                staged = f"staged_{table}"
+                cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged} ON COMMIT DELETE ROWS AS "
+                               f"SELECT {', '.join(columns)} FROM {table} WITH NO DATA")
+                cursor.execute(f"DELETE FROM {staged}")  # what an earlier source of this transaction staged
+                cursor.copy_expert(f"COPY {staged} ({', '.join(columns)}) FROM STDIN",
+                                   io.StringIO("".join(_text_line(row) for row in rows.values())))
+                cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM {staged} "
+                               "ON CONFLICT (ident) DO NOTHING")
+                cursor.execute(f"SELECT s.ident, t.id FROM {staged} s JOIN {table} t ON t.ident = s.ident")
+                found.update(cursor.fetchall())
     finally:
         cursor.close()
     return found
+
+
+_TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": None})
+
+
+def _text_line(row: tuple) -> str:
+    """One row in ``COPY``'s text format: none as ``\\N``, so that an empty string stays one."""
+    return "\t".join("\\N" if v is None else v.translate(_TEXT_ESCAPES) if isinstance(v, str) else str(v)
+                     for v in row) + "\n"
 
 
 def _bulk_insert(conn, rows: Iterator[tuple], n: int) -> tuple[int, int]:
