@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--backend", action="append", choices=["sqlite", "postgresql"])
     parser.add_argument("--pg-admin", default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--no-peer", action="store_true", help="do not write the JSON-lines file for grep")
+    parser.add_argument("--pg-prefix", default="bench_logs_", help="name prefix of the PostgreSQL database made (and dropped)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         jsonl = None if args.no_peer else Path(tmp) / "logs.jsonl"
@@ -170,7 +171,7 @@ def main() -> None:
             if backend == "sqlite":
                 bench(f"sqlite:///{tmp}/logs.db", args.records, args.chunk, jsonl, args.incremental)
             else:
-                name = f"bench_logs_{uuid.uuid4().hex[:8]}"
+                name = f"{args.pg_prefix}{uuid.uuid4().hex[:8]}"
                 admin = sa.create_engine(args.pg_admin, isolation_level="AUTOCOMMIT")
                 with admin.connect() as conn:
                     conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
