@@ -50,7 +50,10 @@ class LogQuery:
     limit: int | None = None
     data_id: dict = field(default_factory=dict)
 
-    def conditions(self, dialect: str) -> list:
+    def conditions(self, dialect: str, conn=None) -> list:
+        """The filters as SQL conditions; with ``conn`` (PostgreSQL) a regex's templates are looked up
+        first and given as ids, so that the planner knows how few records they have (as a subquery,
+        a rare template under ``LIMIT`` made it walk the time index over all 10^7 rows: 16 s)."""
         c, k, o = record_t.c, key_t.c, origin_t.c
         out = []
         keys = []  # conditions on where a record came from: one look-up in the (small) key table
@@ -88,11 +91,11 @@ class LogQuery:
                 re.compile(self.grep)
             except re.error as exc:
                 raise SurveyQAError(f"--grep {self.grep!r} is not a regular expression: {exc}") from exc
-            out += _grep_conditions(self.grep, dialect, bounded)
+            out += _grep_conditions(self.grep, dialect, bounded, conn)
         return out
 
 
-def _grep_conditions(pattern: str, dialect: str, bounded: bool) -> list:
+def _grep_conditions(pattern: str, dialect: str, bounded: bool, conn=None) -> list:
     """The regular expression as SQL, its literal parts first: a substring test in C rules out
     most rows before the expression itself is tried (Python's ``re`` on SQLite, per row)."""
     c = record_t.c
@@ -109,8 +112,8 @@ def _grep_conditions(pattern: str, dialect: str, bounded: bool) -> list:
     if dialect == "postgresql":
         if parts and not bounded:  # the templates holding every part, by their trigram index
             t = template_t.c
-            out.append(c.template_id.in_(sa.select(t.id).where(
-                *[t.text.contains(message_template(p), autoescape=True) for p in parts])))
+            templates = sa.select(t.id).where(*[t.text.contains(message_template(p), autoescape=True) for p in parts])
+            out.append(c.template_id.in_(conn.execute(templates).scalars().all() if conn is not None else templates))
         # bounded, only the time index: PostgreSQL would otherwise AND a bitmap of every row of a
         # common template with the time range (as it did with a trigram index: 1.19 s against 0.11 s at 10^6)
         out.append((c.message.concat("") if bounded else c.message).op("~")(pattern))

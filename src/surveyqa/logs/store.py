@@ -172,14 +172,14 @@ class LogStore:
         """The records ``query`` selects, in time order (then in the order they were stored)."""
         query = query or LogQuery()
         c, k, o = record_t.c, key_t.c, origin_t.c
-        statement = (sa.select(run_t.c.name.label("run"), k.task, k.data_id, c.time, c.levelno, c.logger, c.message,
-                               o.host, o.process, o.process_name, o.thread, c.exc_type, c.traceback)
-                     .select_from(record_t.join(key_t, k.id == c.key_id).join(origin_t, o.id == c.origin_id)
-                                  .outerjoin(run_t, run_t.c.id == k.run_id))
-                     .where(*query.conditions(self.engine.dialect.name)).order_by(c.time, c.id))
-        if query.limit:
-            statement = statement.limit(query.limit)
         with self.engine.connect() as conn:
+            statement = (sa.select(run_t.c.name.label("run"), k.task, k.data_id, c.time, c.levelno, c.logger, c.message,
+                                   o.host, o.process, o.process_name, o.thread, c.exc_type, c.traceback)
+                         .select_from(record_t.join(key_t, k.id == c.key_id).join(origin_t, o.id == c.origin_id)
+                                      .outerjoin(run_t, run_t.c.id == k.run_id))
+                         .where(*query.conditions(self.engine.dialect.name, conn)).order_by(c.time, c.id))
+            if query.limit:
+                statement = statement.limit(query.limit)
             rows = conn.execute(statement).mappings().all()
         return [_record_dict(r) for r in rows]
 
@@ -187,7 +187,7 @@ class LogStore:
         query = query or LogQuery()
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(record_t)
-                                .where(*query.conditions(self.engine.dialect.name))).scalar()
+                                .where(*query.conditions(self.engine.dialect.name, conn))).scalar()
 
     def executions(self, runs: list[str] | None = None, bad_only: bool = True) -> list[dict]:
         """Executions (quantum attempts), those that ended badly by default: status, exit code, exception, traceback."""
